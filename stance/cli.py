@@ -1,0 +1,111 @@
+"""Command line: parses arguments and calls the library; no logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stance.errors import StanceError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find who accuses, who denies and who supports in news sentences.",
+)
+
+
+def _user_errors(fn):
+    """Turn StanceError into one line on stderr and exit code 2 — no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StanceError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; nothing was written over existing outputs", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+@app.command()
+@_user_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/base.yaml.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set train.epochs=3")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune a model and save a Hugging Face model directory."""
+    from stance.config import load_config
+    from stance.train import summarize
+    from stance.train import train as run_train
+
+    cfg = load_config(config, set_ or [])
+    metrics = run_train(cfg, output_dir=output_dir, resume=resume, quiet=quiet)
+    typer.echo(summarize(metrics))
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Trained model directory.")],
+    data: Annotated[list[Path], typer.Argument(help="Labeled JSONL/CSV files with text and label columns.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder [default: MODEL/eval].")] = None,
+    text_column: Annotated[str, typer.Option(help="Name of the text column.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Name of the label column.")] = "label",
+    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
+) -> None:
+    """Per-class precision/recall/F1, macro-F1, confusion matrix (JSON + PNG), errors."""
+    from stance.evaluate import evaluate as run_eval
+    from stance.evaluate import format_summary, format_table
+
+    out = out or model / "eval"
+    results = run_eval(model, data, out, text_column, label_column, batch_size)
+    for stem, m in results.items():
+        typer.echo(f"\n== {stem} ({m['data']})\n{format_table(m)}")
+    if len(results) > 1:
+        typer.echo(f"\n{format_summary(results)}")
+    typer.echo(f"\nreports written to {out}")
+
+
+@app.command()
+@_user_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="Trained model directory.")],
+    inputs: Annotated[list[str], typer.Argument(help=".txt/.html files, folders, .jsonl (id, text), or - for stdin.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file [default: stdout].")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv [default: from --out suffix].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
+    min_score: Annotated[float, typer.Option(help="Predictions scoring below this become 'none'.")] = 0.0,
+    quiet: Quiet = False,
+) -> None:
+    """Split articles into sentences and classify each one."""
+    from stance.modeling import StanceClassifier
+    from stance.predict import predict_articles
+
+    clf = StanceClassifier.load(model)
+    summary = predict_articles(clf, inputs, out=out, fmt=fmt, batch_size=batch_size,
+                               min_score=min_score, quiet=quiet)
+    if not quiet or out:
+        typer.echo(summary.format(), err=True)
+
+
+def main() -> None:
+    app(prog_name="stance")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

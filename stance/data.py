@@ -1,0 +1,91 @@
+"""Reading labeled sentence files (JSONL or CSV) with row-level errors.
+
+Rows need a text column and a label column (names configurable); any other
+columns are ignored.  A bad row stops the run with ``FILE:ROW: reason`` rather
+than being silently dropped: a typo in a label would otherwise quietly shrink
+a class.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from stance.errors import StanceError
+
+
+@dataclass
+class LabeledData:
+    """Texts and their labels as read from one file."""
+
+    path: str
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(self.labels))
+
+
+def _rows(path: Path):
+    """Yield (row_number, dict) pairs; row numbers are 1-based lines of the file."""
+    suffix = path.suffix.lower()
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            if suffix in (".jsonl", ".json", ".ndjson"):
+                for lineno, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise StanceError(f"{path}:{lineno}: broken JSON ({e.msg})") from None
+                    if not isinstance(row, dict):
+                        raise StanceError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                    yield lineno, row
+            elif suffix in (".csv", ".tsv"):
+                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+                for row in reader:
+                    # line_num is the physical line just read, correct for multi-line quoted cells.
+                    yield reader.line_num, row
+            else:
+                raise StanceError(f"{path}: unsupported data format '{suffix}' (use .jsonl or .csv)")
+    except FileNotFoundError:
+        raise StanceError(f"{path}: data file not found") from None
+    except UnicodeDecodeError:
+        raise StanceError(f"{path}: not a UTF-8 text file") from None
+
+
+def read_labeled(
+    path: str | Path,
+    labels: list[str],
+    text_column: str = "text",
+    label_column: str = "label",
+) -> LabeledData:
+    """Read a labeled file, checking every row against the configured label set."""
+    path = Path(path)
+    known = set(labels)
+    texts: list[str] = []
+    golds: list[str] = []
+    for lineno, row in _rows(path):
+        if text_column not in row:
+            raise StanceError(f"{path}:{lineno}: missing column '{text_column}'")
+        if label_column not in row:
+            raise StanceError(f"{path}:{lineno}: missing column '{label_column}'")
+        text, label = row[text_column], row[label_column]
+        if not isinstance(text, str) or not text.strip():
+            raise StanceError(f"{path}:{lineno}: empty or non-text '{text_column}'")
+        if label not in known:
+            raise StanceError(
+                f"{path}:{lineno}: unknown label {label!r} (config labels: {', '.join(labels)})"
+            )
+        texts.append(text)
+        golds.append(label)
+    if not texts:
+        raise StanceError(f"{path}: no rows")
+    return LabeledData(str(path), texts, golds)

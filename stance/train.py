@@ -1,0 +1,304 @@
+"""Fine-tuning: ``train(cfg) -> metrics``, a pure function the CLI calls.
+
+Read top to bottom: seed, data, model, Trainer, save.  The Hugging Face
+``Trainer`` supplies checkpoints, resume, early stopping, seeding and
+multi-GPU/multi-node (torchrun / accelerate launch); we subclass it only to
+weight the loss by class.
+
+The model directory appears whole or not at all: it is built under a temporary
+name and renamed at the end.  Checkpoints live beside it in
+``<output_dir>.checkpoints/`` so an interrupted run can ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stance.config import Config, save_config
+from stance.data import LabeledData, read_labeled
+from stance.errors import StanceError
+from stance.evaluate import compute_metrics, evaluate_data, plot_confusion
+from stance.io import atomic_dir, write_json, write_text
+from stance.modeling import StanceClassifier, load_backbone
+
+
+def _class_weights(labels: list[str], train: LabeledData) -> list[float]:
+    """Inverse-frequency weights, as scikit-learn's class_weight='balanced'."""
+    counts = Counter(train.labels)
+    n, k = len(train), len(labels)
+    return [n / (k * counts[lab]) if counts[lab] else 0.0 for lab in labels]
+
+
+def _subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
+    """A stratified fraction of the rows (for learning curves), fixed by seed."""
+    if fraction >= 1.0:
+        return data
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(data))
+    keep, _ = train_test_split(idx, train_size=fraction, random_state=seed, stratify=data.labels)
+    keep = np.sort(keep)
+    return LabeledData(data.path, [data.texts[i] for i in keep], [data.labels[i] for i in keep])
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        """Trainer with a class-weighted cross-entropy (weights None = plain CE)."""
+
+        def __init__(self, *args: Any, class_weights: list[float] | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.class_weights = class_weights
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.class_weights is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            import torch
+
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
+            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("stance", "torch", "transformers", "tokenizers", "datasets", "accelerate", "scikit-learn"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[str, Any]) -> str:
+    labels = cfg.labels
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags: [stance, news, accuse, deny, support]",
+        "---",
+        "",
+        "# Stance classifier (accuse / deny / support / none)",
+        "",
+        "Trained with [stance](https://github.com/) on news sentences. Labels: "
+        + ", ".join(f"`{lab}`" for lab in labels) + ".",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        'clf = pipeline("text-classification", model="PATH/TO/THIS/DIR")',
+        'clf("The ministry denied the report.")',
+        "```",
+        "",
+        "## Data",
+        "",
+        "| split | file | " + " | ".join(labels) + " | total |",
+        "|---|---|" + "---|" * (len(labels) + 1),
+    ]
+    files = {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test}
+    for split, c in counts.items():
+        lines.append(f"| {split} | `{files[split]}` | " + " | ".join(str(c.get(lab, 0)) for lab in labels)
+                     + f" | {sum(c.values())} |")
+    lines += ["", "## Metrics", ""]
+    for split in ("dev", "test"):
+        m = metrics.get(split)
+        if not m:
+            continue
+        lines.append(f"**{split}**: macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f} (n={m['n']})")
+        lines.append("")
+        lines.append("| label | precision | recall | F1 | support |")
+        lines.append("|---|---|---|---|---|")
+        for lab, pc in m["per_class"].items():
+            lines.append(f"| {lab} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
+        lines.append("")
+    t = cfg.train
+    lines += [
+        "## Training",
+        "",
+        f"- backbone: `{cfg.model.name_or_path}`, max_length {cfg.model.max_length}, "
+        f"freeze_embeddings {cfg.model.freeze_embeddings}",
+        f"- epochs {t.epochs} (best epoch by dev macro-F1: {metrics.get('best_epoch')}), batch size {t.batch_size}, "
+        f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
+        f"- class weighting: {t.class_weighting}; seed {t.seed}; train time {metrics.get('train_seconds', 0):.0f} s",
+        "- full resolved config: `stance_config.yaml`",
+        "",
+        "## Library versions",
+        "",
+        *[f"- {k} {v}" for k, v in _versions().items()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def train(
+    cfg: Config,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune a backbone on ``cfg.data`` and save a model directory; return the metrics."""
+    import datasets
+    import torch
+    import transformers
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed
+
+    # Seed before anything random is created (the classifier head's init included).
+    set_seed(cfg.train.seed)
+    if quiet:
+        datasets.disable_progress_bars()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    out = Path(output_dir or cfg.output_dir)
+    ckpt_dir = out.with_name(out.name + ".checkpoints")
+    labels = cfg.labels
+
+    # -- data -------------------------------------------------------------------
+    read = lambda p: read_labeled(p, labels, cfg.data.text_column, cfg.data.label_column)  # noqa: E731
+    train_data = _subsample(read(cfg.data.train), cfg.train.train_fraction, cfg.train.seed)
+    dev_data = read(cfg.data.dev) if cfg.data.dev else None
+    test_data = read(cfg.data.test) if cfg.data.test else None
+    if len(set(train_data.labels)) < 2:
+        raise StanceError(f"{cfg.data.train}: training data has fewer than two distinct labels")
+
+    # -- model ------------------------------------------------------------------
+    model, tokenizer = load_backbone(cfg.model.name_or_path, labels)
+    if cfg.model.freeze_embeddings:
+        for p in model.base_model.embeddings.parameters():
+            p.requires_grad = False
+
+    label2id = {lab: i for i, lab in enumerate(labels)}
+
+    def to_dataset(data: LabeledData, name: str):
+        ds = datasets.Dataset.from_dict({"text": data.texts, "label": [label2id[x] for x in data.labels]})
+        return ds.map(
+            lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.model.max_length),
+            batched=True, batch_size=1000, remove_columns=["text"], desc=f"Tokenizing {name}",
+        )
+
+    train_ds = to_dataset(train_data, "train")
+    dev_ds = to_dataset(dev_data, "dev") if dev_data else None
+
+    def trainer_metrics(pred) -> dict[str, float]:
+        preds = [labels[i] for i in np.asarray(pred.predictions).argmax(-1)]
+        golds = [labels[i] for i in pred.label_ids]
+        m = compute_metrics(golds, preds, labels)
+        return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"]}
+
+    has_dev = dev_ds is not None
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=cfg.train.batch_size,
+        per_device_eval_batch_size=cfg.train.eval_batch_size,
+        learning_rate=cfg.train.learning_rate,
+        num_train_epochs=cfg.train.epochs,
+        warmup_steps=cfg.train.warmup_ratio,  # < 1 means a fraction of all steps
+        weight_decay=cfg.train.weight_decay,
+        lr_scheduler_type=cfg.train.lr_scheduler,
+        eval_strategy="epoch" if has_dev else "no",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=has_dev,
+        metric_for_best_model="macro_f1" if has_dev else None,
+        greater_is_better=True,
+        logging_strategy="epoch",
+        seed=cfg.train.seed,
+        data_seed=cfg.train.seed,
+        report_to="none",
+        disable_tqdm=quiet,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    callbacks = []
+    if has_dev and cfg.train.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    weights = _class_weights(labels, train_data) if cfg.train.class_weighting == "balanced" else None
+    trainer = _make_trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=dev_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=trainer_metrics,
+        callbacks=callbacks,
+        class_weights=weights,
+    )
+
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+
+    resume_from = None
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        if resume_from is None:
+            raise StanceError(f"{ckpt_dir}: no checkpoint to resume from")
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.perf_counter() - t0
+
+    # -- evaluate the kept (best) model on held-out data --------------------------
+    metrics: dict[str, Any] = {"train_seconds": train_seconds, "train_rows": len(train_data)}
+    if not trainer.is_world_process_zero():
+        return metrics  # under torchrun, only rank 0 evaluates and writes
+    clf = StanceClassifier(trainer.model, tokenizer, max_length=cfg.model.max_length)
+    best_epoch = None
+    if has_dev and trainer.state.best_model_checkpoint:
+        # Checkpoint names carry the global step; map it back to an epoch.
+        step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
+        best_epoch = next((h["epoch"] for h in trainer.state.log_history
+                           if h.get("step") == step and "eval_macro_f1" in h), None)
+    metrics["best_epoch"] = best_epoch
+    reports: dict[str, tuple[dict, list]] = {}
+    for split, data in (("dev", dev_data), ("test", test_data)):
+        if data is not None:
+            reports[split] = evaluate_data(clf, data, cfg.train.eval_batch_size)
+            metrics[split] = reports[split][0]
+
+    # -- save: whole directory or nothing -----------------------------------------
+    counts = {"train": train_data.counts()}
+    if dev_data:
+        counts["dev"] = dev_data.counts()
+    if test_data:
+        counts["test"] = test_data.counts()
+    with atomic_dir(out) as tmp:
+        clf.save_pretrained(tmp)
+        save_config(cfg, tmp / "stance_config.yaml")
+        write_json(tmp / "train_results.json", {"train_seconds": train_seconds, "train_rows": len(train_data),
+                                                "best_epoch": best_epoch,
+                                                "log_history": trainer.state.log_history})
+        for split, (m, errors) in reports.items():
+            name = "eval" if split == "dev" else "test"
+            write_json(tmp / f"{name}_results.json", m)
+            plot_confusion(m, tmp / f"{name}_confusion_matrix.png", title=f"{split}: macro-F1 {m['macro_f1']:.3f}")
+            write_text(tmp / f"{name}_errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
+        write_json(tmp / "all_results.json", metrics)
+        write_text(tmp / "README.md", _model_card(cfg, counts, metrics))
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    metrics["output_dir"] = str(out)
+    return metrics
+
+
+def summarize(metrics: dict[str, Any]) -> str:
+    parts = [f"saved {metrics['output_dir']}", f"train {metrics['train_seconds']:.0f}s"]
+    for split in ("dev", "test"):
+        if split in metrics:
+            parts.append(f"{split} macro-F1 {metrics[split]['macro_f1']:.3f}")
+    return "; ".join(parts)

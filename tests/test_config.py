@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from stance.config import Config, load_config, save_config
+from stance.errors import StanceError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_base_config_loads_and_documents_every_field():
+    path = Path(__file__).parents[1] / "configs" / "base.yaml"
+    cfg = load_config(path)
+    assert cfg.labels == ["accuse", "deny", "support", "none"]
+    text = path.read_text()
+    import dataclasses
+
+    for section in ("model", "data", "train"):
+        for f in dataclasses.fields(getattr(cfg, section)):
+            line = next((ln for ln in text.splitlines() if ln.strip().startswith(f"{f.name}:")), None)
+            assert line is not None and "#" in line, f"{section}.{f.name} is not documented inline in base.yaml"
+
+
+def test_overrides_are_typed(tmp_path):
+    cfg = load_config(write(tmp_path, "train:\n  epochs: 2\n"), ["train.learning_rate=3e-5", "labels=[a, b]"])
+    assert cfg.train.learning_rate == 3e-5 and cfg.train.epochs == 2.0 and cfg.labels == ["a", "b"]
+
+
+def test_label_order_comes_from_config(tmp_path):
+    cfg = load_config(write(tmp_path, "labels: [support, none, deny]\n"))
+    assert cfg.labels == ["support", "none", "deny"]
+
+
+@pytest.mark.parametrize(
+    "text, overrides, expected",
+    [
+        ("train:\n  epochs: three\n", [], "c.yaml: train.epochs: expected a number, got 'three'"),
+        ("trian:\n  epochs: 3\n", [], "c.yaml: unknown config key 'trian'"),
+        ("train:\n  epoch: 3\n", [], "c.yaml: unknown config key 'train.epoch'"),
+        ("model:\n  max_length: 12.5\n", [], "c.yaml: model.max_length: expected an integer"),
+        ("train:\n  class_weighting: heavy\n", [], "c.yaml: train.class_weighting: must be one of none, balanced"),
+        ("labels: [a, a]\n", [], "c.yaml: labels: duplicate label"),
+        ("train: [1, 2]\n", [], "c.yaml: train: expected a mapping"),
+        ("train:\n  epochs: [\n", [], "c.yaml: not valid YAML (line"),
+        ("- just\n- a list\n", [], "c.yaml: top level must be a mapping"),
+        ("", ["train.nope=1"], "c.yaml: unknown config key 'train.nope'"),
+        ("", ["train.epochs"], "expected key=value"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path, text, overrides, expected):
+    with pytest.raises(StanceError) as e:
+        load_config(write(tmp_path, text), overrides)
+    assert expected in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_config(tmp_path):
+    with pytest.raises(StanceError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_is_read_safely(tmp_path):
+    with pytest.raises(StanceError, match="not valid YAML"):
+        load_config(write(tmp_path, "output_dir: !!python/object/apply:os.system ['echo hi']\n"))
+
+
+def test_resolved_config_roundtrips(tmp_path):
+    cfg = Config()
+    cfg.train.epochs = 2.5
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_config(tmp_path / "out.yaml") == cfg

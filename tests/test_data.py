@@ -1,0 +1,53 @@
+import pytest
+
+from stance.data import read_labeled
+from stance.errors import StanceError
+
+LABELS = ["accuse", "deny", "support", "none"]
+
+
+def test_jsonl_extra_columns_ignored(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "A said B lied.", "label": "accuse", "source": "x", "id": 1}\n\n'
+                 '{"text": "B denied it.", "label": "deny"}\n')
+    d = read_labeled(p, LABELS)
+    assert d.texts == ["A said B lied.", "B denied it."] and d.labels == ["accuse", "deny"]
+
+
+def test_csv_with_custom_columns(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text('sentence,gold,other\n"Hi, there.",none,1\n"They backed him.",support,2\n')
+    d = read_labeled(p, LABELS, text_column="sentence", label_column="gold")
+    assert d.labels == ["none", "support"] and d.texts[0] == "Hi, there."
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("d.jsonl", '{"text": "ok", "label": "none"}\n{"text": "x", "label": "acuse"}\n',
+         "d.jsonl:2: unknown label 'acuse'"),
+        ("d.jsonl", '{"text": "ok", "label": "none"}\n{"text": "x", "label": \n', "d.jsonl:2: broken JSON"),
+        ("d.jsonl", '{"label": "none"}\n', "d.jsonl:1: missing column 'text'"),
+        ("d.jsonl", '{"text": "", "label": "none"}\n', "d.jsonl:1: empty or non-text 'text'"),
+        ("d.jsonl", '[1, 2]\n', "d.jsonl:1: expected a JSON object"),
+        ("d.csv", "text,label\nok,none\nbad,blame\n", "d.csv:3: unknown label 'blame'"),
+        ("d.csv", "sentence,label\nok,none\n", "d.csv:2: missing column 'text'"),
+        ("d.parquet", "x", "unsupported data format"),
+        ("d.jsonl", "", "d.jsonl: no rows"),
+    ],
+)
+def test_bad_rows_name_file_and_row(tmp_path, name, content, expected):
+    p = tmp_path / name
+    p.write_text(content)
+    with pytest.raises(StanceError) as e:
+        read_labeled(p, LABELS)
+    assert expected in str(e.value)
+
+
+def test_missing_and_binary_files(tmp_path):
+    with pytest.raises(StanceError, match="data file not found"):
+        read_labeled(tmp_path / "none.jsonl", LABELS)
+    p = tmp_path / "bin.jsonl"
+    p.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(StanceError, match="not a UTF-8 text file"):
+        read_labeled(p, LABELS)

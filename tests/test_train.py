@@ -1,0 +1,123 @@
+import json
+
+import pytest
+import yaml
+
+from stance.config import config_from_dict, load_config
+from stance.errors import StanceError
+from stance.modeling import StanceClassifier
+from stance.train import train
+from tests.conftest import LABELS, tiny_config_dict
+
+
+def test_model_dir_is_complete_and_pipeline_returns_label_names(trained_model):
+    names = {p.name for p in trained_model.iterdir()}
+    for required in ("model.safetensors", "config.json", "tokenizer.json", "stance_config.yaml", "README.md",
+                     "eval_results.json", "test_results.json", "all_results.json", "eval_confusion_matrix.png"):
+        assert required in names
+    assert not any(n.endswith(".bin") for n in names)
+    config = json.loads((trained_model / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(4)] == LABELS
+
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(trained_model))
+    texts = ["The minister accused the union on Monday.", "Police praised the mayor on Monday."]
+    out = pipe(texts)
+    assert all(o["label"] in LABELS for o in out)
+    # Our classifier and the stock pipeline agree on the same directory.
+    clf = StanceClassifier.load(trained_model)
+    assert clf.predict(texts) == [o["label"] for o in out]
+
+
+def test_tiny_model_learns_the_synthetic_task(trained_model):
+    metrics = json.loads((trained_model / "test_results.json").read_text())
+    # Chance macro-F1 is ~0.25; the verbs make the task separable.
+    assert metrics["macro_f1"] > 0.5
+    assert set(metrics["per_class"]) == set(LABELS)
+
+
+def test_same_seed_same_metrics(tmp_path, tiny_backbone, tiny_data):
+    runs = []
+    for i in range(2):
+        d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / f"m{i}")
+        d["train"]["epochs"] = 2
+        runs.append(train(config_from_dict(d), quiet=True))
+    assert runs[0]["dev"]["macro_f1"] == runs[1]["dev"]["macro_f1"]
+    assert runs[0]["test"]["confusion_matrix"] == runs[1]["test"]["confusion_matrix"]
+    w0 = (tmp_path / "m0" / "model.safetensors").read_bytes()
+    assert w0 == (tmp_path / "m1" / "model.safetensors").read_bytes()
+
+
+def test_three_way_model_from_config(tmp_path, tiny_backbone, tiny_data):
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m3")
+    d["labels"] = ["accuse", "deny", "support", "none"][::-1]
+    d["train"]["epochs"] = 1
+    train(config_from_dict(d), quiet=True)
+    assert StanceClassifier.load(tmp_path / "m3").labels == ["none", "support", "deny", "accuse"]
+
+
+def test_failed_training_keeps_previous_model(tmp_path, tiny_backbone, tiny_data, trained_model):
+    import shutil
+
+    out = tmp_path / "model"
+    shutil.copytree(trained_model, out)
+    before = (out / "model.safetensors").read_bytes()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": "none"}\n{"text": "x", "label": "blame"}\n')
+    d = tiny_config_dict(tiny_backbone, {**tiny_data, "test": bad}, out)
+    with pytest.raises(StanceError, match="bad.jsonl:2: unknown label 'blame'"):
+        train(config_from_dict(d), quiet=True)
+    assert (out / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "model"]
+
+
+def test_resume_continues_from_checkpoint(tmp_path, tiny_backbone, tiny_data, monkeypatch):
+    """Kill training after epoch 1 (checkpoint written), then --resume finishes it."""
+    from transformers import TrainerCallback
+
+    import stance.train as train_mod
+
+    class Boom(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            raise KeyboardInterrupt
+
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "model")
+    d["train"]["epochs"] = 2
+    cfg = config_from_dict(d)
+    real = train_mod._make_trainer_class
+
+    def with_boom():
+        cls = real()
+
+        class Interrupted(cls):
+            def __init__(self, *a, **k):
+                super().__init__(*a, **k)
+                self.add_callback(Boom())
+
+        return Interrupted
+
+    monkeypatch.setattr(train_mod, "_make_trainer_class", with_boom)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, quiet=True)
+    assert not (tmp_path / "model").exists()
+    assert any(p.name.startswith("checkpoint-") for p in (tmp_path / "model.checkpoints").iterdir())
+    monkeypatch.setattr(train_mod, "_make_trainer_class", real)
+    metrics = train(cfg, resume=True, quiet=True)
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    history = json.loads((tmp_path / "model" / "train_results.json").read_text())["log_history"]
+    assert max(h.get("epoch", 0) for h in history) == 2
+    assert "dev" in metrics
+    assert not (tmp_path / "model.checkpoints").exists()
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_config):
+    with pytest.raises(StanceError, match="no checkpoint to resume from"):
+        train(load_config(tiny_config), resume=True, quiet=True)
+
+
+def test_saved_config_is_the_resolved_one(tmp_path, tiny_config):
+    cfg = load_config(tiny_config, ["train.epochs=1", "train.class_weighting=none"])
+    train(cfg, quiet=True)
+    saved = yaml.safe_load((tmp_path / "model" / "stance_config.yaml").read_text())
+    assert saved["train"]["epochs"] == 1.0 and saved["train"]["class_weighting"] == "none"
