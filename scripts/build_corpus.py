@@ -19,6 +19,7 @@ Three steps, each reproducible:
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import random
 import sys
@@ -29,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 
 LABELS = ["accuse", "deny", "support", "none"]
+from stance.baselines import keyword_rule  # noqa: E402
+
 ANN = ROOT / "data" / "annotation"
 
 
@@ -42,6 +45,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for r in rows:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def cmd_supplement(args: argparse.Namespace) -> None:
+    """One more batch with the candidates no earlier batch holds (single pass)."""
+    cands = read_jsonl(ROOT / "data" / "candidates.jsonl")
+    assignment = json.loads((ANN / "assignment.json").read_text())
+    new = [r for r in cands if r["id"] not in assignment]
+    random.Random(args.seed).shuffle(new)
+    i = max(assignment.values()) + 1
+    write_jsonl(ANN / "batches" / f"batch_{i:02d}.jsonl",
+                [{"id": r["id"], "source": r["source"], "text": r["text"]} for r in new])
+    assignment.update({r["id"]: i for r in new})
+    (ANN / "assignment.json").write_text(json.dumps(assignment, sort_keys=True, indent=0) + "\n")
+    print(f"batch_{i:02d}: {len(new)} items")
 
 
 def cmd_batches(args: argparse.Namespace) -> None:
@@ -61,6 +78,175 @@ def cmd_batches(args: argparse.Namespace) -> None:
     (ANN / "assignment.json").write_text(json.dumps(assignment, sort_keys=True, indent=0) + "\n")
 
 
+def load_passes() -> tuple[dict[str, dict], dict[str, dict]]:
+    """First-pass labels (the owning batch's annotator) and second-pass labels."""
+    assignment = json.loads((ANN / "assignment.json").read_text())
+    first: dict[str, dict] = {}
+    second: dict[str, dict] = {}
+    for path in sorted((ANN / "labels").glob("batch_*.jsonl")):
+        b = int(path.stem.split("_")[1])
+        for r in read_jsonl(path):
+            assert r["label"] in LABELS + ["skip"] and r["confidence"] in ("high", "low"), (path, r)
+            (first if assignment[r["id"]] == b else second)[r["id"]] = {**r, "annotator": f"A{b}"}
+    missing = set(assignment) - set(first)
+    if missing:
+        raise SystemExit(f"{len(missing)} candidates have no first-pass label, e.g. {sorted(missing)[:3]}")
+    return first, second
+
+
+def cohen_kappa(a: list[str], b: list[str]) -> float:
+    from sklearn.metrics import cohen_kappa_score
+
+    return float(cohen_kappa_score(a, b))
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    cands = {r["id"]: r for r in read_jsonl(ROOT / "data" / "candidates.jsonl")}
+    first, second = load_passes()
+    adjud_path = ANN / "adjudication.jsonl"
+    adjud = {r["id"]: r for r in read_jsonl(adjud_path)} if adjud_path.exists() else {}
+
+    # Agreement on the double-labeled subset.
+    ids = sorted(second)
+    a = [first[i]["label"] for i in ids]
+    b = [second[i]["label"] for i in ids]
+    labs = LABELS + ["skip"]
+    conf = {x: Counter() for x in labs}
+    for x, y in zip(a, b):
+        conf[x][y] += 1
+    report = {
+        "n_double": len(ids),
+        "raw_agreement": sum(x == y for x, y in zip(a, b)) / len(ids),
+        "cohen_kappa": cohen_kappa(a, b),
+        "confusion_first_vs_second": {x: {y: conf[x][y] for y in labs} for x in labs},
+    }
+    stance_ids = [i for i in ids if "skip" not in (first[i]["label"], second[i]["label"])]
+    report["cohen_kappa_excluding_skip"] = cohen_kappa([first[i]["label"] for i in stance_ids],
+                                                       [second[i]["label"] for i in stance_ids])
+    disagreements = [i for i in ids if first[i]["label"] != second[i]["label"]]
+    write_jsonl(ANN / "disagreements.jsonl", [
+        {"id": i, "text": cands[i]["text"], "source": cands[i]["source"],
+         "first": first[i]["label"], "second": second[i]["label"]} for i in disagreements])
+    unresolved = [i for i in disagreements if i not in adjud]
+    report["disagreements"] = len(disagreements)
+    report["adjudicated"] = len(disagreements) - len(unresolved)
+
+    gold = []
+    for i, c in cands.items():
+        f = first[i]
+        label, confidence, how = f["label"], f["confidence"], "single"
+        if i in second:
+            s = second[i]
+            if s["label"] == f["label"]:
+                how = "double-agreed"
+                confidence = "high" if "high" in (f["confidence"], s["confidence"]) else "low"
+            elif i in adjud:
+                label, confidence, how = adjud[i]["label"], adjud[i]["confidence"], "adjudicated"
+            else:
+                label, confidence, how = f["label"], "low", "unadjudicated"
+        if label == "skip":
+            continue
+        gold.append({"id": i, "text": c["text"], "label": label, "source": c["source"], "doc_id": c["doc_id"],
+                     "confidence": confidence, "stratum": c["stratum"], "agreement": how,
+                     "orig_label": c["orig_label"]})
+    gold.sort(key=lambda r: r["id"])
+    write_jsonl(ANN / "gold.jsonl", gold)
+
+    kw = [keyword_rule(r["text"]) == r["label"] for r in gold]
+    report["keyword_rule_agreement"] = sum(kw) / len(kw)
+    rnd = [r for r in gold if r["stratum"] == "random"]
+    report["keyword_rule_agreement_random_stratum"] = sum(keyword_rule(r["text"]) == r["label"] for r in rnd) / len(rnd)
+    report["gold_counts"] = dict(Counter(r["label"] for r in gold))
+    report["skipped"] = len(cands) - len(gold)
+    report["low_confidence"] = sum(r["confidence"] == "low" for r in gold)
+    report["label_by_stratum"] = {s: dict(Counter(r["label"] for r in gold if r["stratum"] == s))
+                                  for s in sorted({r["stratum"] for r in gold})}
+    report["label_by_source"] = {s: dict(Counter(r["label"] for r in gold if r["source"] == s))
+                                 for s in sorted({r["source"] for r in gold})}
+    (ANN / "agreement.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=2))
+    print("gold counts:", report["gold_counts"])
+    if unresolved:
+        print(f"{len(unresolved)} disagreements not yet adjudicated -> {ANN / 'disagreements.jsonl'}")
+
+
+def story_groups(raw: Path) -> dict[str, str]:
+    """Map doc_id -> story group, so no story lands in two splits.
+
+    FNC-1 bodies that share a related headline are one story, and FNC-1 is
+    built from Emergent, so an Emergent claim whose headlines appear in FNC-1
+    joins those bodies' group too (union-find over these links).
+    """
+    import csv
+
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        parent[find(a)] = find(b)
+
+    headline_doc: dict[str, str] = {}
+    with open(raw / "fnc-1" / "train_stances.csv", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            if r["Stance"] == "unrelated":
+                continue
+            h = " ".join(r["Headline"].lower().split())
+            doc = f"fnc1-body-{r['Body ID']}"
+            if h in headline_doc:
+                union(doc, headline_doc[h])
+            else:
+                headline_doc[h] = doc
+                find(doc)
+    with open(raw / "emergent" / "url-versions-2015-06-14-clean.csv", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            doc = f"emergent-claim-{r['claimId']}"
+            find(doc)
+            for text in (r["articleHeadline"], r["claimHeadline"]):
+                h = " ".join(text.lower().split())
+                if h in headline_doc:
+                    union(doc, headline_doc[h])
+    return {d: find(d) for d in parent}
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    gold = read_jsonl(ANN / "gold.jsonl")
+    groups = story_groups(args.raw)
+    by_group: dict[str, list[dict]] = {}
+    for r in gold:
+        by_group.setdefault(groups.get(r["doc_id"], r["doc_id"]), []).append(r)
+    fractions = {"train": 0.7, "dev": 0.1, "test": 0.2}
+    totals = Counter(r["label"] for r in gold)
+    target = {s: {lab: f * totals[lab] for lab in LABELS} for s, f in fractions.items()}
+    current = {s: Counter() for s in fractions}
+    rng = random.Random(args.seed)
+    keys = sorted(by_group)
+    rng.shuffle(keys)
+    # Big groups first, so the small ones can even out the label balance.
+    keys.sort(key=lambda k: -len(by_group[k]))
+    assign: dict[str, str] = {}
+    for k in keys:
+        comp = Counter(r["label"] for r in by_group[k])
+        # The split that most needs this group's labels, relative to its target.
+        best = max(fractions, key=lambda s: sum(n * (target[s][lab] - current[s][lab]) / target[s][lab]
+                                                for lab, n in comp.items()))
+        assign[k] = best
+        current[best].update(comp)
+    fields = ["id", "text", "label", "source", "doc_id", "confidence"]
+    for split in fractions:
+        rows = sorted((r for k in keys if assign[k] == split for r in by_group[k]), key=lambda r: r["id"])
+        write_jsonl(ROOT / "data" / f"{split}.jsonl", [{f: r[f] for f in fields} for r in rows])
+        print(f"{split:5s} {len(rows):5d} " + " ".join(f"{lab}={current[split][lab]}" for lab in LABELS)
+              + f"  groups={sum(v == split for v in assign.values())}")
+    big = max(by_group.values(), key=len)
+    print(f"largest story group: {len(big)} rows ({big[0]['doc_id']})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -68,8 +254,14 @@ def main() -> None:
     b.add_argument("--n-batches", type=int, default=8)
     b.add_argument("--double", type=int, default=60)
     b.add_argument("--seed", type=int, default=7)
+    s = sub.add_parser("supplement")
+    s.add_argument("--seed", type=int, default=8)
+    sub.add_parser("merge")
+    sp = sub.add_parser("split")
+    sp.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
+    sp.add_argument("--seed", type=int, default=11)
     args = ap.parse_args()
-    {"batches": cmd_batches}[args.cmd](args)
+    {"batches": cmd_batches, "supplement": cmd_supplement, "merge": cmd_merge, "split": cmd_split}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ QUOTAS = {  # candidates drawn per stratum (upper bounds)
     "random": 1900,
     "random_headline": 150,
     "hardneg": 650,
+    # Added after the first annotation round showed support to be the scarcest
+    # label: every remaining support-cue sentence.  Drawn last, so the strata
+    # above are unchanged by it.
+    "cue_support_extra": 10_000,
 }
 
 
@@ -176,6 +180,9 @@ def mine(raw: Path, seed: int) -> list[dict]:
     take(hard, "hardneg", len(hard))
     take([r for r in cameo if r["orig_label"] in ("pentaclass-0", "pentaclass-2", "pentaclass-4")],
          "hardneg", QUOTAS["hardneg"] - len(hard))
+
+    take([r for r in arts + emer + cameo if "support" in cue_kinds(r["text"])], "cue_support_extra",
+         QUOTAS["cue_support_extra"])
 
     out = []
     for r in taken.values():

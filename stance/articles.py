@@ -100,8 +100,8 @@ def iter_articles(
     id_key: str = "id",
     on_skip: Callable[[str], None] | None = None,
 ) -> Iterator[Article]:
-    """Yield articles from paths (already expanded) in order."""
-    for item in expand_inputs(inputs):
+    """Yield articles from files as returned by :func:`expand_inputs`, in order."""
+    for item in inputs:
         suffix = Path(item).suffix.lower()
         if suffix in JSONL_SUFFIXES:
             yield from _jsonl_articles(item, text_key, id_key)

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from stance.articles import iter_articles
+from stance.articles import expand_inputs, iter_articles
 from stance.errors import StanceError
 from stance.io import atomic_open
 from stance.sentences import split_sentences
@@ -129,7 +129,8 @@ def predict_articles(
     if batch_size < 1:
         raise StanceError(f"--batch-size: must be at least 1, got {batch_size}")
     summary = PredictSummary()
-    articles = iter_articles(inputs, on_skip=summary.skipped_files.append)
+    # Resolve every input before opening the output: a missing file fails fast.
+    articles = iter_articles(expand_inputs(inputs), on_skip=summary.skipped_files.append)
     to_stdout = out is None or str(out) == "-"
     sink = nullcontext(sys.stdout) if to_stdout else atomic_open(out)
     t0 = time.perf_counter()

@@ -1,0 +1,59 @@
+"""The shipped corpus keeps its invariants: valid rows, no leakage between splits."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stance.config import load_config
+from stance.data import read_labeled
+
+DATA = Path(__file__).parents[1] / "data"
+SPLITS = ("train", "dev", "test")
+FIELDS = {"id", "text", "label", "source", "doc_id", "confidence"}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return {s: [json.loads(x) for x in (DATA / f"{s}.jsonl").read_text().splitlines()] for s in SPLITS}
+
+
+def test_rows_are_complete_and_valid(rows):
+    labels = load_config(Path(__file__).parents[1] / "configs" / "base.yaml").labels
+    for split in SPLITS:
+        read_labeled(DATA / f"{split}.jsonl", labels)  # raises on any bad row
+        for r in rows[split]:
+            assert set(r) == FIELDS and r["confidence"] in ("high", "low") and r["doc_id"]
+
+
+def test_no_document_or_sentence_in_two_splits(rows):
+    def norm(t):
+        return " ".join(t.lower().split())
+
+    seen_docs, seen_texts, seen_ids = {}, {}, set()
+    for split in SPLITS:
+        for r in rows[split]:
+            assert seen_docs.setdefault(r["doc_id"], split) == split, r["doc_id"]
+            assert seen_texts.setdefault(norm(r["text"]), split) == split, r["text"]
+            assert r["id"] not in seen_ids
+            seen_ids.add(r["id"])
+
+
+def test_sizes(rows):
+    n = {s: len(rows[s]) for s in SPLITS}
+    assert n["dev"] >= 600 and n["test"] >= 1000 and sum(n.values()) >= 6000
+    counts = Counter(r["label"] for s in SPLITS for r in rows[s])
+    assert counts["accuse"] >= 700 and counts["deny"] >= 700 and counts["none"] >= 2000
+    # Support is the scarce label (see data/README.md); guard against it shrinking.
+    assert counts["support"] >= 450
+
+
+def test_every_gold_label_has_an_annotation():
+    ann = DATA / "annotation"
+    labeled = set()
+    for p in (ann / "labels").glob("batch_*.jsonl"):
+        labeled.update(json.loads(x)["id"] for x in p.read_text().splitlines())
+    for split in SPLITS:
+        for line in (DATA / f"{split}.jsonl").read_text().splitlines():
+            assert json.loads(line)["id"] in labeled
