@@ -19,10 +19,10 @@ Three steps, each reproducible:
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import json
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
