@@ -126,6 +126,7 @@ def evaluate(
     text_column: str = "text",
     label_column: str = "label",
     batch_size: int = 64,
+    backend: str = "torch",
 ) -> dict[str, dict[str, Any]]:
     """Evaluate a saved model on one or more labeled files and write reports.
 
@@ -134,7 +135,7 @@ def evaluate(
     """
     from stance.modeling import StanceClassifier
 
-    clf = StanceClassifier.load(model_dir)
+    clf = StanceClassifier.load(model_dir, backend=backend)
     out_dir = Path(out_dir)
     # Read and validate every file before writing anything.
     datasets = [read_labeled(p, clf.labels, text_column, label_column) for p in data_paths]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import queue
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -103,6 +105,48 @@ def _windows(items: Iterator[_Pending], size: int) -> Iterator[list[_Pending]]:
         yield window
 
 
+def _prefetch(clf: Any, windows: Iterator[list[_Pending]], depth: int = 2):
+    """Read, split and tokenize the next windows in a thread while the model runs.
+
+    The model's matrix kernels release the GIL, so splitting (pure Python) and
+    tokenizing (Rust) overlap with inference instead of leaving a core idle.
+    The queue is bounded, so memory stays flat.  Errors (a broken JSONL row)
+    are re-raised in the caller.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for chunk in windows:
+                if stop.is_set():
+                    return
+                ids, truncated = clf.tokenize([c.text for c in chunk])
+                q.put((chunk, ids, truncated))
+            q.put(done)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put(e)
+
+    t = threading.Thread(target=work, name="stance-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)
+
+
 def predict_articles(
     clf: Any,
     inputs: Sequence[str],
@@ -136,11 +180,11 @@ def predict_articles(
     t0 = time.perf_counter()
     with sink as fh, tqdm(unit=" sent", disable=quiet, desc="Classifying") as bar:
         writer = _Writer(fh, fmt, clf.labels)
-        for chunk in _windows(iter_sentences(articles, summary), window):
+        for chunk, ids, truncated in _prefetch(clf, _windows(iter_sentences(articles, summary), window)):
             probs = np.empty((len(chunk), len(clf.labels)), dtype=np.float32)
-            for idx, p, truncated in clf.iter_scores([c.text for c in chunk], batch_size=batch_size):
-                probs[idx] = p
-                summary.truncated += int(truncated.sum())
+            for rows, p in clf.iter_token_scores(ids, batch_size=batch_size):
+                probs[rows] = p
+            summary.truncated += int(truncated.sum())
             labels = clf.decide(probs, min_score)
             for item, label, p in zip(chunk, labels, probs):
                 writer.write(item, label, p)

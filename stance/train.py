@@ -126,6 +126,14 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         for lab, pc in m["per_class"].items():
             lines.append(f"| {lab} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
         lines.append("")
+    if metrics.get("backends"):
+        lines += ["## Inference backends", "",
+                  f"Measured on the test split; `stance predict` uses **{metrics['default_backend']}** by default "
+                  "(the fastest whose labels agree with torch fp32 on >= 99% of sentences).", "",
+                  "| backend | agreement with fp32 | sentences/s |", "|---|---|---|"]
+        for name, m in metrics["backends"].items():
+            lines.append(f"| {name} | {m['agreement']:.2%} | {m['sentences_per_second']:.0f} |")
+        lines.append("")
     t = cfg.train
     lines += [
         "## Training",
@@ -289,6 +297,12 @@ def train(
             write_json(tmp / f"{name}_results.json", m)
             plot_confusion(m, tmp / f"{name}_confusion_matrix.png", title=f"{split}: macro-F1 {m['macro_f1']:.3f}")
             write_text(tmp / f"{name}_errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
+        if cfg.model.export_onnx:
+            from stance.export import export
+
+            # Agreement is measured on the test split, which no training choice has seen.
+            report = export(tmp, onnx=True, int8=True, data=cfg.data.test)
+            metrics["backends"], metrics["default_backend"] = report["backends"], report["auto"]
         write_json(tmp / "all_results.json", metrics)
         write_text(tmp / "README.md", _model_card(cfg, counts, metrics))
     shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -301,4 +315,6 @@ def summarize(metrics: dict[str, Any]) -> str:
     for split in ("dev", "test"):
         if split in metrics:
             parts.append(f"{split} macro-F1 {metrics[split]['macro_f1']:.3f}")
+    if "default_backend" in metrics:
+        parts.append(f"predict backend: {metrics['default_backend']}")
     return "; ".join(parts)

@@ -71,7 +71,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
 def tiny_config_dict(backbone: Path, data: dict[str, Path], out: Path) -> dict:
     return {
         "labels": LABELS,
-        "model": {"name_or_path": str(backbone), "max_length": 32},
+        "model": {"name_or_path": str(backbone), "max_length": 32, "export_onnx": False},
         "data": {k: str(v) for k, v in data.items()},
         "train": {"batch_size": 16, "learning_rate": 3e-3, "epochs": 6, "warmup_ratio": 0.0, "seed": 7,
                   "early_stopping_patience": 0},

@@ -138,3 +138,22 @@ def test_real_backbone_loads_offline_and_trains_one_step(tmp_path, tiny_data):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["num_hidden_layers"] == 6 and config["hidden_size"] == 384
     assert config["id2label"] == {"0": "accuse", "1": "deny", "2": "support", "3": "none"}
+
+
+def test_export_then_predict_with_each_backend(trained_model, tiny_data, tmp_path):
+    import shutil
+
+    m = tmp_path / "m"
+    shutil.copytree(trained_model, m)
+    r = run("export", m, "--onnx", "--int8", "--data", tiny_data["test"])
+    assert r.exit_code == 0, r.output
+    assert "--backend auto ->" in r.stdout and "onnx-int8" in r.stdout
+    art = tmp_path / "a.txt"
+    art.write_text("Labour backed the plan. The minister denied it. Police blamed the mayor.")
+    labels = {}
+    for backend in ("torch", "onnx", "auto"):
+        r = run("predict", m, art, "--backend", backend, "--quiet")
+        assert r.exit_code == 0, r.output
+        labels[backend] = [json.loads(x)["label"] for x in r.stdout.splitlines()]
+    assert labels["torch"] == labels["onnx"] == labels["auto"]
+    assert_one_line_error(run("export", m), "nothing to do; pass --onnx")

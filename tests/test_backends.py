@@ -1,0 +1,97 @@
+"""Every inference backend against torch fp32 on a tiny model, and the `auto` choice."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from stance.backends import choose_auto
+from stance.errors import StanceError
+from stance.export import export
+from stance.modeling import StanceClassifier
+from tests.conftest import make_rows
+
+
+@pytest.fixture(scope="module")
+def exported(trained_model, tiny_data, tmp_path_factory):
+    m = tmp_path_factory.mktemp("exp") / "model"
+    shutil.copytree(trained_model, m)
+    report = export(m, onnx=True, int8=True, data=tiny_data["test"])
+    return m, report
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return [r["text"] for r in make_rows(200, 21)] + ["A much longer sentence, " * 12 + "said the minister."]
+
+
+def test_export_writes_files_and_measures_every_backend(exported):
+    m, report = exported
+    assert (m / "onnx" / "model.onnx").is_file() and (m / "onnx" / "model.int8.onnx").is_file()
+    assert set(report["backends"]) == {"torch", "torch-int8", "onnx", "onnx-int8"}
+    assert report["n"] == 40 and report["backends"]["torch"]["agreement"] == 1.0
+    saved = json.loads((m / "onnx" / "backends.json").read_text())
+    assert saved["backends"] == report["backends"]
+
+
+def test_onnx_fp32_matches_torch(exported, texts):
+    m, _ = exported
+    ref = StanceClassifier.load(m, backend="torch").predict_proba(texts)
+    got = StanceClassifier.load(m, backend="onnx").predict_proba(texts)
+    assert np.abs(ref - got).max() < 1e-4
+    assert (ref.argmax(1) == got.argmax(1)).all()
+
+
+@pytest.mark.parametrize("backend", ["torch-int8", "onnx-int8"])
+def test_int8_backends_stay_close_to_fp32(exported, texts, backend):
+    m, _ = exported
+    ref = StanceClassifier.load(m, backend="torch").predict_proba(texts)
+    got = StanceClassifier.load(m, backend=backend).predict_proba(texts)
+    # Quantization moves probabilities a little; labels flip only near ties.
+    assert np.abs(ref - got).mean() < 0.05
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+
+
+def test_auto_picks_fastest_faithful_backend(tmp_path, trained_model):
+    m = tmp_path / "m"
+    shutil.copytree(trained_model, m)
+    assert choose_auto(m) == "torch"  # nothing measured: stay on fp32
+    (m / "onnx").mkdir()
+    for f in ("model.onnx", "model.int8.onnx"):
+        (m / "onnx" / f).write_bytes(b"")
+    report = {"backends": {
+        "torch": {"agreement": 1.0, "sentences_per_second": 100},
+        "torch-int8": {"agreement": 0.95, "sentences_per_second": 300},
+        "onnx": {"agreement": 0.999, "sentences_per_second": 150},
+        "onnx-int8": {"agreement": 0.98, "sentences_per_second": 400},
+    }}
+    (m / "onnx" / "backends.json").write_text(json.dumps(report))
+    assert choose_auto(m) == "onnx"
+    report["backends"]["onnx-int8"]["agreement"] = 0.995
+    (m / "onnx" / "backends.json").write_text(json.dumps(report))
+    assert choose_auto(m) == "onnx-int8"
+    (m / "onnx" / "model.int8.onnx").unlink()  # a measured backend whose file is gone is not chosen
+    assert choose_auto(m) == "onnx"
+
+
+def test_missing_onnx_backend_is_a_clear_error(trained_model):
+    with pytest.raises(StanceError, match="model.onnx: not found; run `stance export"):
+        StanceClassifier.load(trained_model, backend="onnx")
+    with pytest.raises(StanceError, match="--backend: must be one of"):
+        StanceClassifier.load(trained_model, backend="tensorrt")
+
+
+def test_train_exports_and_records_default_backend(tmp_path, tiny_backbone, tiny_data):
+    from stance.config import config_from_dict
+    from stance.train import train
+    from tests.conftest import tiny_config_dict
+
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m")
+    d["model"]["export_onnx"] = True
+    d["train"]["epochs"] = 1
+    metrics = train(config_from_dict(d), quiet=True)
+    assert (tmp_path / "m" / "onnx" / "model.onnx").is_file()
+    assert metrics["default_backend"] in metrics["backends"]
+    assert "## Inference backends" in (tmp_path / "m" / "README.md").read_text()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
