@@ -47,8 +47,8 @@ class DataConfig:
 class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 128
-    learning_rate: float = 5e-5
-    epochs: float = 4.0
+    learning_rate: float = 1e-4
+    epochs: float = 5.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     # "balanced" weights the loss by inverse class frequency; "none" does not.
