@@ -72,13 +72,14 @@ def evaluate(
     label_column: Annotated[str, typer.Option(help="Name of the label column.")] = "label",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
     backend: Backend = "torch",
+    quiet: Quiet = False,
 ) -> None:
     """Per-class precision/recall/F1, macro-F1, confusion matrix (JSON + PNG), errors."""
     from stance.evaluate import evaluate as run_eval
     from stance.evaluate import format_summary, format_table
 
     out = out or model / "eval"
-    results = run_eval(model, data, out, text_column, label_column, batch_size, backend=backend)
+    results = run_eval(model, data, out, text_column, label_column, batch_size, backend=backend, quiet=quiet)
     for stem, m in results.items():
         typer.echo(f"\n== {stem} ({m['data']})\n{format_table(m)}")
     if len(results) > 1:

@@ -90,12 +90,15 @@ def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str = "") -
     plt.close(fig)
 
 
-def evaluate_data(clf: Any, data: LabeledData, batch_size: int = 64) -> tuple[dict[str, Any], list[dict]]:
+def evaluate_data(
+    clf: Any, data: LabeledData, batch_size: int = 64, quiet: bool = False
+) -> tuple[dict[str, Any], list[dict]]:
     """Metrics for one labeled set, plus the misclassified rows (most confident first)."""
     missing = sorted(set(data.labels) - set(clf.labels))
     if missing:
         raise StanceError(f"{data.path}: labels {missing} are not labels of this model ({', '.join(clf.labels)})")
-    probs = clf.predict_proba(data.texts, batch_size=batch_size)
+    probs = clf.predict_proba(data.texts, batch_size=batch_size,
+                              progress=None if quiet else f"Evaluating {Path(data.path).name}")
     preds = clf.decide(probs)
     metrics = compute_metrics(data.labels, preds, clf.labels, probs)
     errors = [
@@ -127,6 +130,7 @@ def evaluate(
     label_column: str = "label",
     batch_size: int = 64,
     backend: str = "torch",
+    quiet: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate a saved model on one or more labeled files and write reports.
 
@@ -144,7 +148,7 @@ def evaluate(
         stems = [f"{i}-{s}" for i, s in enumerate(stems)]
     results: dict[str, dict[str, Any]] = {}
     for stem, data in zip(stems, datasets):
-        metrics, errors = evaluate_data(clf, data, batch_size)
+        metrics, errors = evaluate_data(clf, data, batch_size, quiet)
         metrics["data"] = data.path
         target = out_dir if len(datasets) == 1 else out_dir / stem
         write_report(target, metrics, errors, title=f"{stem}: macro-F1 {metrics['macro_f1']:.3f}")

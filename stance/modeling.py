@@ -8,6 +8,7 @@ returns our label names (they live in ``config.json``'s ``id2label``).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,6 +106,14 @@ class StanceClassifier:
         self.config = config if config is not None else model.config
         self.tokenizer = tokenizer
         self.max_length = max_length
+        # The Rust tokenizer underneath, called directly: one call per window of
+        # sentences, no per-sentence Python (and no transformers import when
+        # serving from ONNX; see _light_load).
+        rust = getattr(tokenizer, "backend_tokenizer", tokenizer)
+        self._rust = copy.deepcopy(rust)
+        self._rust.no_padding()
+        self._rust.enable_truncation(max_length)
+        self._pad_id = int(getattr(self.config, "pad_token_id", None) or 0)
         # Softmax temperature fitted on dev (1.0 = uncalibrated).
         self.temperature = temperature
         self.backend = backend or TorchBackend(self.model)
@@ -131,8 +140,6 @@ class StanceClassifier:
         or ``auto`` (the fastest backend measured by ``stance export`` whose
         labels agree with fp32 on >= 99% of held-out sentences).
         """
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
         from stance.backends import BACKENDS, ONNX_FILES, choose_auto, make_backend
 
         path = check_model_dir(path)
@@ -140,6 +147,10 @@ class StanceClassifier:
             backend = choose_auto(path)
         if backend not in BACKENDS:
             raise StanceError(f"--backend: must be one of auto, {', '.join(BACKENDS)}; got {backend!r}")
+        if backend in ONNX_FILES and (path / "tokenizer.json").is_file():
+            return cls._light_load(path, backend)
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             config = AutoConfig.from_pretrained(path, trust_remote_code=False)
@@ -159,6 +170,27 @@ class StanceClassifier:
             config=config,
         )
 
+    @classmethod
+    def _light_load(cls, path: Path, backend: str) -> StanceClassifier:
+        """ONNX serving without importing torch or transformers (saves ~2 s of start-up)."""
+        import json
+        import types
+
+        from tokenizers import Tokenizer
+
+        from stance.backends import make_backend
+
+        try:
+            config = types.SimpleNamespace(**json.loads((path / "config.json").read_text(encoding="utf-8")))
+            tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except (OSError, ValueError, TypeError) as e:
+            raise _load_error(str(path), e) from None
+        if not isinstance(getattr(config, "id2label", None), dict):
+            raise StanceError(f"{path}/config.json: no id2label mapping")
+        return cls(None, tokenizer, max_length=int(getattr(config, "stance_max_length", 128)),
+                   temperature=float(getattr(config, "stance_temperature", 1.0)),
+                   backend=make_backend(backend, path, None), config=config)
+
     def save_pretrained(self, path: str | Path) -> None:
         self.model.config.stance_max_length = self.max_length
         self.model.config.stance_temperature = self.temperature
@@ -168,14 +200,13 @@ class StanceClassifier:
     # -- inference --------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids of many texts in one fast-tokenizer call, and a 'was truncated' mask."""
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
-                             return_attention_mask=False, return_token_type_ids=False)
-        truncated = np.fromiter((len(e.overflowing) > 0 for e in enc.encodings), dtype=bool, count=len(texts))
-        return enc["input_ids"], truncated
+        encs = self._rust.encode_batch(list(texts))
+        truncated = np.fromiter((len(e.overflowing) > 0 for e in encs), dtype=bool, count=len(encs))
+        return [e.ids for e in encs], truncated
 
     def _pad(self, ids: list[list[int]], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         width = max(len(ids[i]) for i in rows)
-        input_ids = np.full((len(rows), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for j, i in enumerate(rows):
             n = len(ids[i])
@@ -189,19 +220,49 @@ class StanceClassifier:
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def iter_token_scores(self, ids: list[list[int]], batch_size: int = 64):
+    @staticmethod
+    def _batches(lengths: np.ndarray, rows: np.ndarray, batch_size: int, tokens_per_row: int):
+        """Split ``rows`` (sorted by length) into batches of at most ``batch_size`` rows and
+        ``batch_size * tokens_per_row`` padded tokens."""
+        budget = batch_size * tokens_per_row
+        start = 0
+        while start < len(rows):
+            end = min(start + batch_size, len(rows))
+            # Sorted ascending, so the last row is the longest: shrink until it fits.
+            while end - start > 1 and (end - start) * lengths[rows[end - 1]] > budget:
+                end = start + max(1, budget // int(lengths[rows[end - 1]]))
+            yield rows[start:end]
+            start = end
+
+    def iter_token_scores(self, ids: list[list[int]], batch_size: int = 64, tokens_per_row: int = 32):
         """Yield (indices, probabilities) per batch, batches built by token length.
 
         Sorting by length makes each batch pad to a similar length, which on a
         CPU saves more time than any other trick; callers scatter results back
-        by index, so they see input order.
+        by index, so they see input order.  A batch holds at most
+        ``batch_size`` rows and ``batch_size * tokens_per_row`` padded tokens,
+        so long sentences come in smaller batches and peak memory does not
+        depend on how long the longest sentence in the input happens to be.
         """
         if not ids:
             return
-        order = np.argsort(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), kind="stable")
-        for s in range(0, len(order), batch_size):
-            rows = order[s : s + batch_size]
-            yield rows, self.scores(self.backend.logits(*self._pad(ids, rows)))
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(lengths, kind="stable")
+        exact = getattr(self.backend, "exact", None)
+        if exact is None:
+            for rows in self._batches(lengths, order, batch_size, tokens_per_row):
+                yield rows, self.scores(self.backend.logits(*self._pad(ids, rows)))
+            return
+        # Cascade: int8 for all, then fp32 for the unsure ones, gathered so that
+        # they too run in full length-sorted batches.
+        logits = np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        for rows in self._batches(lengths, order, batch_size, tokens_per_row):
+            logits[rows] = self.backend.fast.logits(*self._pad(ids, rows))
+        unsure = self.backend.unsure(logits)
+        again = order[np.isin(order, unsure)]
+        for rows in self._batches(lengths, again, batch_size, tokens_per_row):
+            logits[rows] = exact.logits(*self._pad(ids, rows))
+        yield order, self.scores(logits[order])
 
     def iter_scores(self, texts: Sequence[str], batch_size: int = 64):
         """Yield (indices, probabilities, truncated) per length-sorted batch."""
@@ -209,13 +270,20 @@ class StanceClassifier:
         for rows, probs in self.iter_token_scores(ids, batch_size):
             yield rows, probs, truncated[rows]
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities, shape (len(texts), len(labels)), in input order."""
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
+        """Class probabilities, shape (len(texts), len(labels)), in input order.
+
+        ``progress``: a description to show a progress bar under, or None for none.
+        """
+        from tqdm import tqdm
+
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if len(texts):
             ids, _ = self.tokenize(texts)
-            for rows, probs in self.iter_token_scores(ids, batch_size):
-                out[rows] = probs
+            with tqdm(total=len(texts), desc=progress, unit=" sent", disable=progress is None) as bar:
+                for rows, probs in self.iter_token_scores(ids, batch_size):
+                    out[rows] = probs
+                    bar.update(len(rows))
         return out
 
     def predict(self, texts: Sequence[str], batch_size: int = 64, min_score: float = 0.0) -> list[str]:

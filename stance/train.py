@@ -277,7 +277,7 @@ def train(
     reports: dict[str, tuple[dict, list]] = {}
     for split, data in (("dev", dev_data), ("test", test_data)):
         if data is not None:
-            reports[split] = evaluate_data(clf, data, cfg.train.eval_batch_size)
+            reports[split] = evaluate_data(clf, data, cfg.train.eval_batch_size, quiet)
             metrics[split] = reports[split][0]
 
     # -- save: whole directory or nothing -----------------------------------------

@@ -29,7 +29,8 @@ def texts():
 def test_export_writes_files_and_measures_every_backend(exported):
     m, report = exported
     assert (m / "onnx" / "model.onnx").is_file() and (m / "onnx" / "model.int8.onnx").is_file()
-    assert set(report["backends"]) == {"torch", "torch-int8", "onnx", "onnx-int8"}
+    assert set(report["backends"]) == {"torch", "torch-int8", "onnx", "onnx-int8", "onnx-cascade"}
+    assert 0 < report["cascade_margin"] <= 0.5 and report["cascade_tuned_on"] is not None
     assert report["n"] == 40 and report["backends"]["torch"]["agreement"] == 1.0
     saved = json.loads((m / "onnx" / "backends.json").read_text())
     assert saved["backends"] == report["backends"]
@@ -43,7 +44,7 @@ def test_onnx_fp32_matches_torch(exported, texts):
     assert (ref.argmax(1) == got.argmax(1)).all()
 
 
-@pytest.mark.parametrize("backend", ["torch-int8", "onnx-int8"])
+@pytest.mark.parametrize("backend", ["torch-int8", "onnx-int8", "onnx-cascade"])
 def test_int8_backends_stay_close_to_fp32(exported, texts, backend):
     m, _ = exported
     ref = StanceClassifier.load(m, backend="torch").predict_proba(texts)
@@ -51,6 +52,22 @@ def test_int8_backends_stay_close_to_fp32(exported, texts, backend):
     # Quantization moves probabilities a little; labels flip only near ties.
     assert np.abs(ref - got).mean() < 0.05
     assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+
+
+def test_cascade_reruns_unsure_sentences_in_fp32(exported, texts):
+    m, _ = exported
+    ref = StanceClassifier.load(m, backend="onnx").predict_proba(texts)
+    int8 = StanceClassifier.load(m, backend="onnx-int8").predict_proba(texts)
+    clf = StanceClassifier.load(m, backend="onnx-cascade")
+    clf.backend.margin = 1.01  # every sentence is unsure: all fp32
+    assert np.abs(clf.predict_proba(texts) - ref).max() < 1e-5
+    clf.backend.margin = 0.0  # none is: all int8
+    assert np.abs(clf.predict_proba(texts) - int8).max() < 1e-6
+    clf.backend.margin = 0.2
+    mixed = clf.predict_proba(texts)
+    top2 = np.sort(int8, axis=1)[:, -2:]
+    unsure = top2[:, 1] - top2[:, 0] < 0.2
+    assert np.allclose(mixed[unsure], ref[unsure], atol=1e-5) and np.allclose(mixed[~unsure], int8[~unsure], atol=1e-6)
 
 
 def test_auto_picks_fastest_faithful_backend(tmp_path, trained_model):
