@@ -98,29 +98,31 @@ def main() -> None:
                 continue
             runs[f"C --backend {b}"] = stance + ["--backend", b, "--out", str(work / f"C --backend {b}.jsonl")]
 
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        for r in range(args.rounds):
-            for name, cmd in runs.items():  # alternate, so drift in machine load hits all alike
-                times[name].append(timed(cmd)[0])
-                print(f"round {r + 1}: {name:<30} {times[name][-1]:6.1f} s", file=sys.stderr)
-        out_file = {name: work / (name + (".json" if name.startswith("A") else ".jsonl")) for name in runs}
-        ref = read_labels(out_file["C --backend torch"])
-        results = {}
-        for name in runs:
-            labels = read_labels(out_file[name])
-            assert len(labels) == n, (name, len(labels), n)
-            sec = statistics.median(times[name])
-            results[name] = {"seconds": round(sec, 2), "sentences_per_second": round(n / sec, 1),
-                             "agreement_with_fp32": sum(a == b for a, b in zip(labels, ref)) / n}
-        a = results["A pipeline"]["sentences_per_second"]
-        print(f"\n{n} sentences from {len(texts)} articles; median of {args.rounds} rounds; "
-              f"whole processes (start-up and model load included); {os.cpu_count()} CPU cores")
-        print(f"{'run':<32}{'seconds':>9}{'sent/s':>9}{'vs A':>7}{'agree fp32':>12}")
-        for name, m in results.items():
-            print(f"{name:<32}{m['seconds']:>9.1f}{m['sentences_per_second']:>9.1f}"
-                  f"{m['sentences_per_second'] / a:>6.2f}x{m['agreement_with_fp32']:>12.2%}")
-        ratio = results["B stance predict (default)"]["sentences_per_second"] / a
-        print(f"\nB/A throughput ratio: {ratio:.2f}x")
+        results: dict = {}
+        ratio = None
+        if args.rounds > 0:
+            times: dict[str, list[float]] = {k: [] for k in runs}
+            for r in range(args.rounds):
+                for name, cmd in runs.items():  # alternate, so drift in machine load hits all alike
+                    times[name].append(timed(cmd)[0])
+                    print(f"round {r + 1}: {name:<30} {times[name][-1]:6.1f} s", file=sys.stderr)
+            out_file = {name: work / (name + (".json" if name.startswith("A") else ".jsonl")) for name in runs}
+            ref = read_labels(out_file["C --backend torch"])
+            for name in runs:
+                labels = read_labels(out_file[name])
+                assert len(labels) == n, (name, len(labels), n)
+                sec = statistics.median(times[name])
+                results[name] = {"seconds": round(sec, 2), "sentences_per_second": round(n / sec, 1),
+                                 "agreement_with_fp32": sum(a == b for a, b in zip(labels, ref)) / n}
+            a = results["A pipeline"]["sentences_per_second"]
+            print(f"\n{n} sentences from {len(texts)} articles; median of {args.rounds} rounds; "
+                  f"whole processes (start-up and model load included); {os.cpu_count()} CPU cores")
+            print(f"{'run':<32}{'seconds':>9}{'sent/s':>9}{'vs A':>7}{'agree fp32':>12}")
+            for name, m in results.items():
+                print(f"{name:<32}{m['seconds']:>9.1f}{m['sentences_per_second']:>9.1f}"
+                      f"{m['sentences_per_second'] / a:>6.2f}x{m['agreement_with_fp32']:>12.2%}")
+            ratio = results["B stance predict (default)"]["sentences_per_second"] / a
+            print(f"\nB/A throughput ratio: {ratio:.2f}x")
 
         rss = {}
         for size in [int(x) for x in args.rss_sizes.split(",") if x]:

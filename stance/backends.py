@@ -72,6 +72,9 @@ class OnnxBackend:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = _threads()
         opts.inter_op_num_threads = 1
+        # Batch shapes vary with every window; a cached allocation plan per shape
+        # made peak memory creep up with input size (measured: +10% at 12k sentences).
+        opts.enable_mem_pattern = False
         self.name = name
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -91,7 +94,9 @@ class CascadeBackend:
         self.name, self.fast, self.exact, self.margin = "onnx-cascade", fast, exact, margin
 
     def unsure(self, logits: np.ndarray) -> np.ndarray:
-        """Indices of rows whose int8 top-2 probability margin is below ``margin``."""
+        """Indices of rows whose int8 top-2 probability margin is below ``margin``.
+
+        Judged at temperature 1 (raw logits), so calibration does not move it."""
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         top2 = np.sort(z / z.sum(axis=1, keepdims=True), axis=1)[:, -2:]
         return np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin)

@@ -127,6 +127,20 @@ def export(
     typer.echo(format_report(report))
 
 
+@app.command()
+@_user_errors
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="Trained model directory.")],
+    data: Annotated[Path | None, typer.Option(help="Labeled dev file [default: the model's dev split].")] = None,
+) -> None:
+    """Fit a softmax temperature on dev data so scores read as probabilities (labels unchanged)."""
+    from stance.evaluate import calibrate_model_dir
+
+    r = calibrate_model_dir(model, data)
+    typer.echo(f"temperature {r['temperature']:.3f} on {r['data']}: dev ECE {r['dev_ece_before']:.3f} -> "
+               f"{r['dev_ece_after']:.3f}, log-loss {r['dev_logloss_before']:.3f} -> {r['dev_logloss_after']:.3f}")
+
+
 def main() -> None:
     app(prog_name="stance")
 

@@ -60,6 +60,8 @@ class TrainConfig:
     train_fraction: float = 1.0
     # Linear LR decay etc. come from transformers; "linear" is its default.
     lr_scheduler: str = "linear"
+    # Fit a softmax temperature on dev after training so scores are calibrated.
+    calibrate: bool = True
 
 
 @dataclass

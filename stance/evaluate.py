@@ -170,3 +170,69 @@ def format_summary(results: dict[str, dict[str, Any]]) -> str:
         rows.append(f"{stem[:19]:<20}{m['n']:>7d}{m['accuracy']:>8.3f}{m['macro_f1']:>10.3f}"
                     + "".join(f"{m['per_class'][lab]['f1']:>10.3f}" for lab in labels))
     return "\n".join(rows)
+
+
+def fit_temperature(probs: np.ndarray, gold_ids: np.ndarray) -> float:
+    """Softmax temperature minimising dev log-loss (Guo et al., 2017).
+
+    Takes probabilities computed at temperature 1: their logs equal the logits
+    up to a per-row constant, which the softmax ignores.  Labels (argmax) do not
+    change; only how far `score` can be trusted as a probability.
+    """
+    from scipy.optimize import minimize_scalar
+
+    z = np.log(np.clip(probs, 1e-12, 1.0))
+    rows = np.arange(len(gold_ids))
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        s = s - s.max(axis=1, keepdims=True)
+        return float(-(s[rows, gold_ids] - np.log(np.exp(s).sum(axis=1))).mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def calibrate(clf: Any, dev: LabeledData, batch_size: int = 64) -> dict[str, float]:
+    """Fit ``clf.temperature`` on labeled dev data; returns ECE and log-loss before and after."""
+    index = {lab: i for i, lab in enumerate(clf.labels)}
+    gold = np.array([index[g] for g in dev.labels])
+    clf.temperature = 1.0
+    probs = clf.predict_proba(dev.texts, batch_size=batch_size)
+    t = fit_temperature(probs, gold)
+    clf.temperature = t
+    after = clf.scores(np.log(np.clip(probs, 1e-12, 1.0)))
+
+    def logloss(p: np.ndarray) -> float:
+        return float(-np.log(np.clip(p[np.arange(len(gold)), gold], 1e-12, 1.0)).mean())
+
+    return {"temperature": round(t, 4), "dev_ece_before": expected_calibration_error(probs, gold),
+            "dev_ece_after": expected_calibration_error(after, gold),
+            "dev_logloss_before": logloss(probs), "dev_logloss_after": logloss(after)}
+
+
+def calibrate_model_dir(model_dir: str | Path, data: str | Path | None = None) -> dict[str, float]:
+    """Fit and store the temperature of a saved model (``stance_temperature`` in config.json).
+
+    ``data`` defaults to the dev split named in the model's ``stance_config.yaml``.
+    """
+    import json
+
+    import yaml
+
+    from stance.modeling import StanceClassifier, check_model_dir
+
+    model_dir = check_model_dir(model_dir)
+    cfg_path = model_dir / "stance_config.yaml"
+    cfg = (yaml.safe_load(cfg_path.read_text()) or {}) if cfg_path.is_file() else {}
+    columns = cfg.get("data") or {}
+    data = data or columns.get("dev")
+    if not data:
+        raise StanceError(f"{model_dir}: no dev split in stance_config.yaml; pass --data FILE")
+    clf = StanceClassifier.load(model_dir)
+    dev = read_labeled(data, clf.labels, columns.get("text_column", "text"), columns.get("label_column", "label"))
+    result = calibrate(clf, dev)
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    config["stance_temperature"] = result["temperature"]
+    write_json(model_dir / "config.json", config)
+    return {**result, "data": str(data)}

@@ -72,8 +72,12 @@ def _split_texts(
 
 def fit_cascade_margin(model_dir: Path, texts: list[str], target: float = CASCADE_TARGET) -> float:
     """Smallest int8 top-2 margin below which re-running fp32 reaches ``target`` agreement on ``texts``."""
-    exact = StanceClassifier.load(model_dir, backend="onnx").predict_proba(texts)
-    fast = StanceClassifier.load(model_dir, backend="onnx-int8").predict_proba(texts)
+    exact_clf = StanceClassifier.load(model_dir, backend="onnx")
+    fast_clf = StanceClassifier.load(model_dir, backend="onnx-int8")
+    # The cascade judges margins on raw (temperature 1) probabilities, so a later
+    # `stance calibrate` does not move them; fit on the same footing.
+    exact_clf.temperature = fast_clf.temperature = 1.0
+    exact, fast = exact_clf.predict_proba(texts), fast_clf.predict_proba(texts)
     top2 = np.sort(fast, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     agree = fast.argmax(1) == exact.argmax(1)

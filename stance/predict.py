@@ -154,7 +154,7 @@ def predict_articles(
     fmt: str | None = None,
     batch_size: int = 64,
     min_score: float = 0.0,
-    window: int = 4096,
+    window: int = 1024,
     quiet: bool = False,
 ) -> PredictSummary:
     """Classify every sentence of every article in ``inputs``; write one row per sentence.

@@ -25,7 +25,7 @@ import numpy as np
 from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
-from stance.evaluate import compute_metrics, evaluate_data, plot_confusion
+from stance.evaluate import calibrate, compute_metrics, evaluate_data, plot_confusion
 from stance.io import atomic_dir, write_json, write_text
 from stance.modeling import StanceClassifier, load_backbone
 
@@ -143,6 +143,7 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         f"- epochs {t.epochs} (best epoch by dev macro-F1: {metrics.get('best_epoch')}), batch size {t.batch_size}, "
         f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
         f"- class weighting: {t.class_weighting}; seed {t.seed}; train time {metrics.get('train_seconds', 0):.0f} s",
+        f"- softmax temperature (fitted on dev): {metrics.get('calibration', {}).get('temperature', 1.0)}",
         "- full resolved config: `stance_config.yaml`",
         "",
         "## Library versions",
@@ -274,6 +275,9 @@ def train(
         best_epoch = next((h["epoch"] for h in trainer.state.log_history
                            if h.get("step") == step and "eval_macro_f1" in h), None)
     metrics["best_epoch"] = best_epoch
+    if cfg.train.calibrate and dev_data is not None:
+        # Temperature scaling on dev, so `score` reads as a probability (labels unchanged).
+        metrics["calibration"] = calibrate(clf, dev_data, cfg.train.eval_batch_size)
     reports: dict[str, tuple[dict, list]] = {}
     for split, data in (("dev", dev_data), ("test", test_data)):
         if data is not None:

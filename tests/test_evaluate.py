@@ -55,3 +55,36 @@ def test_not_a_model_dir(tmp_path, tiny_data):
     (tmp_path / "m").mkdir()
     with pytest.raises(StanceError, match="not a model directory"):
         evaluate(tmp_path / "m", [tiny_data["test"]], tmp_path / "ev")
+
+
+def test_temperature_recovers_overconfidence():
+    from stance.evaluate import fit_temperature
+
+    rng = np.random.default_rng(0)
+    n, k = 4000, 4
+    true_logits = rng.normal(size=(n, k)) * 2
+    p_true = np.exp(true_logits) / np.exp(true_logits).sum(1, keepdims=True)
+    gold = np.array([rng.choice(k, p=p) for p in p_true])
+    over = np.exp(true_logits * 3) / np.exp(true_logits * 3).sum(1, keepdims=True)  # 3x overconfident
+    t = fit_temperature(over, gold)
+    assert 2.5 < t < 3.5
+    scaled = np.exp(np.log(over) / t) / np.exp(np.log(over) / t).sum(1, keepdims=True)
+    assert expected_calibration_error(scaled, gold) < expected_calibration_error(over, gold) / 2
+
+
+def test_calibrate_model_dir_keeps_labels(trained_model, tiny_data, tmp_path):
+    import shutil
+
+    from stance.evaluate import calibrate_model_dir
+    from stance.modeling import StanceClassifier
+
+    m = tmp_path / "m"
+    shutil.copytree(trained_model, m)
+    texts = [json.loads(x)["text"] for x in tiny_data["test"].read_text().splitlines()]
+    before = StanceClassifier.load(m).predict_proba(texts)
+    r = calibrate_model_dir(m, tiny_data["dev"])
+    assert r["dev_logloss_after"] <= r["dev_logloss_before"] + 1e-9
+    clf = StanceClassifier.load(m)
+    assert clf.temperature == pytest.approx(r["temperature"])
+    after = clf.predict_proba(texts)
+    assert (before.argmax(1) == after.argmax(1)).all()
