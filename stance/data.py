@@ -89,3 +89,22 @@ def read_labeled(
     if not texts:
         raise StanceError(f"{path}: no rows")
     return LabeledData(str(path), texts, golds)
+
+
+def read_model_split(
+    model_dir: str | Path, labels: list[str], data: str | Path | None, split: str
+) -> LabeledData | None:
+    """``data`` if given, else the ``split`` ("dev"/"test") named in the model's saved config.
+
+    Column names come from the saved config too.  None when there is no such file.
+    """
+    import yaml
+
+    cfg_path = Path(model_dir) / "stance_config.yaml"
+    cfg = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}) if cfg_path.is_file() else {}
+    columns = cfg.get("data") or {}
+    if data is None:
+        data = columns.get(split)
+        if not data or not Path(data).is_file():
+            return None
+    return read_labeled(data, labels, columns.get("text_column", "text"), columns.get("label_column", "label"))

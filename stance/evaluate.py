@@ -218,21 +218,16 @@ def calibrate_model_dir(model_dir: str | Path, data: str | Path | None = None) -
     """
     import json
 
-    import yaml
-
+    from stance.data import read_model_split
     from stance.modeling import StanceClassifier, check_model_dir
 
     model_dir = check_model_dir(model_dir)
-    cfg_path = model_dir / "stance_config.yaml"
-    cfg = (yaml.safe_load(cfg_path.read_text()) or {}) if cfg_path.is_file() else {}
-    columns = cfg.get("data") or {}
-    data = data or columns.get("dev")
-    if not data:
-        raise StanceError(f"{model_dir}: no dev split in stance_config.yaml; pass --data FILE")
     clf = StanceClassifier.load(model_dir)
-    dev = read_labeled(data, clf.labels, columns.get("text_column", "text"), columns.get("label_column", "label"))
+    dev = read_model_split(model_dir, clf.labels, data, "dev")
+    if dev is None:
+        raise StanceError(f"{model_dir}: no dev split found from stance_config.yaml; pass --data FILE")
     result = calibrate(clf, dev)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     config["stance_temperature"] = result["temperature"]
     write_json(model_dir / "config.json", config)
-    return {**result, "data": str(data)}
+    return {**result, "data": dev.path}

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from stance.backends import BACKENDS, DEFAULT_CASCADE_MARGIN, MIN_AGREEMENT, ONNX_FILES, REPORT, choose_auto
+from stance.data import read_model_split
 from stance.errors import StanceError
 from stance.io import atomic_dir, write_json
 from stance.modeling import StanceClassifier, check_model_dir
@@ -51,23 +51,6 @@ def _onnx_export(clf: StanceClassifier, path: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-
-
-def _split_texts(
-    model_dir: Path, labels: list[str], data: str | Path | None, split: str
-) -> tuple[list[str], str | None]:
-    """Sentences of ``data``, else of the model's configured ``split`` ("test" or "dev")."""
-    from stance.data import read_labeled
-
-    cfg_path = model_dir / "stance_config.yaml"
-    cfg = (yaml.safe_load(cfg_path.read_text()) or {}) if cfg_path.is_file() else {}
-    columns = cfg.get("data") or {}
-    if data is None:
-        data = columns.get(split)
-        if not data or not Path(data).is_file():
-            return [], None
-    texts = read_labeled(data, labels, columns.get("text_column", "text"), columns.get("label_column", "label")).texts
-    return texts, str(data)
 
 
 def fit_cascade_margin(model_dir: Path, texts: list[str], target: float = CASCADE_TARGET) -> float:
@@ -125,7 +108,8 @@ def export(
     except ImportError:
         raise StanceError("stance export needs onnx and onnxruntime: pip install onnx onnxruntime") from None
     clf = StanceClassifier.load(model_dir)
-    texts, source = _split_texts(model_dir, clf.labels, data, "test")
+    test = read_model_split(model_dir, clf.labels, data, "test")
+    texts, source = (test.texts, test.path) if test else ([], None)
     with atomic_dir(model_dir / "onnx") as tmp:
         _onnx_export(clf, tmp / ONNX_FILES["onnx"])
         if int8:
@@ -136,9 +120,9 @@ def export(
                               "backends": {}}
     if int8:
         # Tuned on dev, so the agreement measured on test below stays honest.
-        dev, dev_source = _split_texts(model_dir, clf.labels, None, "dev")
-        report["cascade_margin"] = fit_cascade_margin(model_dir, dev) if dev else DEFAULT_CASCADE_MARGIN
-        report["cascade_tuned_on"] = dev_source
+        dev = read_model_split(model_dir, clf.labels, None, "dev")
+        report["cascade_margin"] = fit_cascade_margin(model_dir, dev.texts) if dev else DEFAULT_CASCADE_MARGIN
+        report["cascade_tuned_on"] = dev.path if dev else None
         write_json(model_dir / "onnx" / REPORT, report)  # the cascade backend reads its margin here
     if texts:
         report["backends"] = measure(model_dir, texts)
