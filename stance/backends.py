@@ -28,6 +28,23 @@ REPORT = "backends.json"
 DEFAULT_CASCADE_MARGIN = 0.3
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def top2_margin(probs: np.ndarray) -> np.ndarray:
+    """Per row: top probability minus the runner-up (small = unsure)."""
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def check_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise StanceError(f"--backend: must be one of auto, {', '.join(BACKENDS)}; got {name!r}")
+
+
 class Backend(Protocol):
     name: str
 
@@ -97,9 +114,7 @@ class CascadeBackend:
         """Indices of rows whose int8 top-2 probability margin is below ``margin``.
 
         Judged at temperature 1 (raw logits), so calibration does not move it."""
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        top2 = np.sort(z / z.sum(axis=1, keepdims=True), axis=1)[:, -2:]
-        return np.flatnonzero(top2[:, 1] - top2[:, 0] < self.margin)
+        return np.flatnonzero(top2_margin(softmax(logits)) < self.margin)
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         # Per-batch form; StanceClassifier gathers the unsure rows of a whole
@@ -129,6 +144,7 @@ def choose_auto(model_dir: Path) -> str:
 
 
 def make_backend(name: str, model_dir: Path, torch_model: Any | None) -> Backend:
+    check_backend(name)
     if name == "torch":
         return TorchBackend(torch_model)
     if name == "torch-int8":
@@ -149,4 +165,4 @@ def make_backend(name: str, model_dir: Path, torch_model: Any | None) -> Backend
             return CascadeBackend(OnnxBackend(onnx_dir / ONNX_FILES["onnx-int8"], "onnx-int8"),
                                   OnnxBackend(onnx_dir / "model.onnx", "onnx"), margin)
         return OnnxBackend(onnx_dir / ONNX_FILES[name], name)
-    raise StanceError(f"--backend: must be one of auto, {', '.join(BACKENDS)}; got {name!r}")
+    raise AssertionError(f"backend {name!r} is listed in BACKENDS but not built here")

@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from stance.backends import BACKENDS, DEFAULT_CASCADE_MARGIN, MIN_AGREEMENT, ONNX_FILES, REPORT, choose_auto
+from stance.backends import (
+    BACKENDS,
+    DEFAULT_CASCADE_MARGIN,
+    MIN_AGREEMENT,
+    ONNX_FILES,
+    REPORT,
+    choose_auto,
+    top2_margin,
+)
 from stance.data import read_model_split
 from stance.errors import StanceError
 from stance.io import atomic_dir, write_json
@@ -61,8 +69,7 @@ def fit_cascade_margin(model_dir: Path, texts: list[str], target: float = CASCAD
     # `stance calibrate` does not move them; fit on the same footing.
     exact_clf.temperature = fast_clf.temperature = 1.0
     exact, fast = exact_clf.predict_proba(texts), fast_clf.predict_proba(texts)
-    top2 = np.sort(fast, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
+    margin = top2_margin(fast)
     agree = fast.argmax(1) == exact.argmax(1)
     for tau in np.arange(0.05, 0.55, 0.05):
         if (agree | (margin < tau)).mean() >= target:

@@ -140,13 +140,12 @@ class StanceClassifier:
         or ``auto`` (the fastest backend measured by ``stance export`` whose
         labels agree with fp32 on >= 99% of held-out sentences).
         """
-        from stance.backends import BACKENDS, ONNX_FILES, choose_auto, make_backend
+        from stance.backends import ONNX_FILES, check_backend, choose_auto, make_backend
 
         path = check_model_dir(path)
         if backend == "auto":
             backend = choose_auto(path)
-        if backend not in BACKENDS:
-            raise StanceError(f"--backend: must be one of auto, {', '.join(BACKENDS)}; got {backend!r}")
+        check_backend(backend)
         if backend in ONNX_FILES and (path / "tokenizer.json").is_file():
             return cls._light_load(path, backend)
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -215,10 +214,9 @@ class StanceClassifier:
         return input_ids, mask
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
-        z = logits / self.temperature
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        from stance.backends import softmax
+
+        return softmax(logits, self.temperature)
 
     @staticmethod
     def _batches(lengths: np.ndarray, rows: np.ndarray, batch_size: int, tokens_per_row: int):
@@ -263,12 +261,6 @@ class StanceClassifier:
         for rows in self._batches(lengths, again, batch_size, tokens_per_row):
             logits[rows] = exact.logits(*self._pad(ids, rows))
         yield order, self.scores(logits[order])
-
-    def iter_scores(self, texts: Sequence[str], batch_size: int = 64):
-        """Yield (indices, probabilities, truncated) per length-sorted batch."""
-        ids, truncated = self.tokenize(texts)
-        for rows, probs in self.iter_token_scores(ids, batch_size):
-            yield rows, probs, truncated[rows]
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), in input order.

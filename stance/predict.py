@@ -41,12 +41,6 @@ class PredictSummary:
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"articles": self.articles, "sentences": self.sentences, "truncated": self.truncated,
-                "skipped_files": self.skipped_files, "labels": dict(self.labels),
-                "seconds": round(self.seconds, 3),
-                "sentences_per_second": round(self.sentences / self.seconds, 1) if self.seconds else None}
-
     def format(self) -> str:
         rate = f", {self.sentences / self.seconds:.0f} sentences/s" if self.seconds else ""
         labels = ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items()))
