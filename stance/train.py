@@ -192,10 +192,16 @@ def train(
 
     label2id = {lab: i for i, lab in enumerate(labels)}
 
+    def _tokenize(texts: list[str]) -> dict[str, list]:
+        enc = tokenizer(texts, truncation=True, max_length=cfg.model.max_length)
+        # Stored so the length-grouped sampler need not re-measure every row.
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
     def to_dataset(data: LabeledData, name: str):
         ds = datasets.Dataset.from_dict({"text": data.texts, "label": [label2id[x] for x in data.labels]})
         return ds.map(
-            lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.model.max_length),
+            lambda b: _tokenize(b["text"]),
             batched=True, batch_size=1000, remove_columns=["text"], desc=f"Tokenizing {name}",
         )
 
@@ -217,6 +223,7 @@ def train(
         num_train_epochs=cfg.train.epochs,
         warmup_steps=cfg.train.warmup_ratio,  # < 1 means a fraction of all steps
         weight_decay=cfg.train.weight_decay,
+        train_sampling_strategy=cfg.train.sampling,
         lr_scheduler_type=cfg.train.lr_scheduler,
         eval_strategy="epoch" if has_dev else "no",
         save_strategy="epoch",

@@ -121,3 +121,24 @@ def test_saved_config_is_the_resolved_one(tmp_path, tiny_config):
     train(cfg, quiet=True)
     saved = yaml.safe_load((tmp_path / "model" / "stance_config.yaml").read_text())
     assert saved["train"]["epochs"] == 1.0 and saved["train"]["class_weighting"] == "none"
+
+
+def test_length_grouped_batches_hold_similar_lengths(tmp_path, tiny_backbone, tiny_data, monkeypatch):
+    import transformers
+
+    seen: list[int] = []
+    real = transformers.DataCollatorWithPadding.__call__
+
+    def spy(self, features):
+        seen.append(max(len(f["input_ids"]) for f in features) - min(len(f["input_ids"]) for f in features))
+        return real(self, features)
+
+    monkeypatch.setattr(transformers.DataCollatorWithPadding, "__call__", spy)
+    for sampling in ("random", "group_by_length"):
+        d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / sampling)
+        d["train"].update(epochs=1, sampling=sampling)
+        d["data"]["dev"] = d["data"]["test"] = None
+        train(config_from_dict(d), quiet=True)
+    random_spread, grouped_spread = seen[: len(seen) // 2], seen[len(seen) // 2:]
+    # Padding waste is the length spread inside a batch.
+    assert sum(grouped_spread) < sum(random_spread) / 2

@@ -1,0 +1,466 @@
+"""Recipe comparison: baselines and fine-tuning settings over seeds, rendered as a report.
+
+``run_sweep`` trains every (setting, seed) pair that is not cached yet and
+stores its outcome (metrics, dev/test probabilities, train time, speed) as one
+JSON file per run, so an interrupted sweep continues where it stopped and the
+report can be re-rendered without retraining.  ``render_report`` is a pure
+function of those records and the baselines: every number in the report comes
+from a run, none is typed in.
+
+Choices are made on dev only: the winning recipe is the setting with the best
+mean dev macro-F1 among those that train within the time budget; test is
+reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stance.config import load_config
+from stance.data import LabeledData, read_labeled
+from stance.errors import StanceError
+from stance.evaluate import compute_metrics, expected_calibration_error, plot_confusion
+from stance.io import atomic_open, write_json, write_text
+
+TIME_BUDGET_S = 15 * 60  # the default recipe must train within this on 2 CPU cores
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training recipe: the base config plus ``--set`` overrides."""
+
+    name: str
+    what: str
+    overrides: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (42, 43, 44)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("default", "configs/base.yaml as shipped"),
+    Setting("no-class-weights", "plain cross-entropy instead of inverse-frequency class weights",
+            ("train.class_weighting=none",)),
+    Setting("epochs-3", "3 epochs instead of 5", ("train.epochs=3",)),
+    Setting("frozen-embeddings", "word/position embeddings frozen", ("model.freeze_embeddings=true",)),
+    Setting("max-length-64", "sentences truncated at 64 tokens (2.6% of train is longer)", ("model.max_length=64",)),
+    Setting("lr-5e-5", "learning rate 5e-5 instead of 1e-4", ("train.learning_rate=5e-5",)),
+)
+# Learning curve: the default recipe on stratified fractions of train, one seed.
+CURVE_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5)
+
+
+def curve_settings(fractions: Sequence[float] = CURVE_FRACTIONS) -> list[Setting]:
+    return [Setting(f"train-{round(f * 100)}pct", f"default recipe on {f:.0%} of train",
+                    (f"train.train_fraction={f}",), seeds=(42,)) for f in fractions]
+
+
+def _rounded(probs: np.ndarray) -> list[list[float]]:
+    return np.round(probs.astype(float), 5).tolist()
+
+
+def _run_config(config: str | Path, setting: Setting, seed: int, out: Path) -> Any:
+    # Export is off: it changes no label, and its speed is the benchmark's job.
+    return load_config(config, [*setting.overrides, f"train.seed={seed}", "model.export_onnx=false",
+                                f"output_dir={out}"])
+
+
+def record_model(model_dir: Path, cfg: Any, setting: Setting, seed: int) -> dict[str, Any]:
+    """The cached record of one trained model: metrics and probabilities on dev and test, speed."""
+    from stance.modeling import StanceClassifier
+
+    trained = json.loads((model_dir / "all_results.json").read_text(encoding="utf-8"))
+    clf = StanceClassifier.load(model_dir)
+    record: dict[str, Any] = {
+        "setting": setting.name, "seed": seed, "overrides": list(setting.overrides),
+        "train_seconds": trained["train_seconds"], "train_rows": trained["train_rows"],
+        "best_epoch": trained.get("best_epoch"), "temperature": clf.temperature,
+    }
+    for split in ("dev", "test"):
+        data = read_labeled(getattr(cfg.data, split), cfg.labels, cfg.data.text_column, cfg.data.label_column)
+        clf.predict_proba(data.texts[:64])  # warm-up: first calls allocate
+        t0 = time.perf_counter()
+        probs = clf.predict_proba(data.texts, batch_size=cfg.train.eval_batch_size)
+        if split == "test":
+            # In-process torch fp32: the same measurement for every setting.
+            record["sentences_per_second"] = len(data) / (time.perf_counter() - t0)
+        record[split] = compute_metrics(data.labels, clf.decide(probs), clf.labels, probs)
+        record[f"{split}_probs"] = _rounded(probs)
+    return record
+
+
+def adopt_model(config: str | Path, model_dir: str | Path, runs_dir: str | Path, seed: int = 42) -> Path:
+    """Record an already-trained model of the default setting instead of training it again.
+
+    Only when its saved config equals the one the sweep would train (output
+    location and ONNX export aside, which change no weight): same config and
+    seed give the same weights on CPU.
+    """
+    import yaml
+
+    model_dir = Path(model_dir)
+    saved = yaml.safe_load((model_dir / "stance_config.yaml").read_text(encoding="utf-8"))
+    setting = SETTINGS[0]
+    cfg = _run_config(config, setting, seed, model_dir)
+    want = cfg.to_dict()
+    for d in (saved, want):
+        d.pop("output_dir", None)
+        d["model"].pop("export_onnx", None)
+    if saved != want:
+        diff = sorted(f"{sec}.{k}" for sec in want if isinstance(want[sec], dict)
+                      for k in want[sec] if saved.get(sec, {}).get(k) != want[sec][k])
+        raise StanceError(f"{model_dir}: not trained with the default setting, seed {seed} (differs in {diff})")
+    path = Path(runs_dir) / f"{setting.name}-s{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record_model(model_dir, cfg, setting, seed))
+    return path
+
+
+def run_one(config: str | Path, setting: Setting, seed: int, runs_dir: Path, work_dir: Path,
+            quiet: bool = True) -> dict[str, Any]:
+    """Train one (setting, seed), or return its cached record."""
+    cache = runs_dir / f"{setting.name}-s{seed}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    from stance.train import train
+
+    out = work_dir / f"{setting.name}-s{seed}"
+    cfg = _run_config(config, setting, seed, out)
+    train(cfg, quiet=quiet)
+    record = record_model(out, cfg, setting, seed)
+    write_json(cache, record)
+    shutil.rmtree(out, ignore_errors=True)
+    return record
+
+
+def run_sweep(config: str | Path, settings: Sequence[Setting], runs_dir: str | Path, work_dir: str | Path,
+              quiet: bool = True, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Every (setting, seed) pair, cached ones reused; returns the records in order."""
+    runs_dir, work_dir = Path(runs_dir), Path(work_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(s, seed) for s in settings for seed in s.seeds]
+    records = []
+    for i, (s, seed) in enumerate(jobs, start=1):
+        cached = (runs_dir / f"{s.name}-s{seed}.json").is_file()
+        rec = run_one(config, s, seed, runs_dir, work_dir, quiet)
+        log(f"[{i}/{len(jobs)}] {s.name} seed {seed}: dev {rec['dev']['macro_f1']:.3f} "
+            f"test {rec['test']['macro_f1']:.3f}, train {rec['train_seconds']:.0f}s" + (" (cached)" if cached else ""))
+        records.append(rec)
+    return records
+
+
+# -- baselines ------------------------------------------------------------------------
+
+
+def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, labels: list[str],
+                  fractions: Sequence[float] = CURVE_FRACTIONS, seed: int = 42) -> dict[str, Any]:
+    """Keyword rule and TF-IDF + LR on dev/test, plus TF-IDF learning-curve points."""
+    from stance.baselines import keyword_rule, tfidf_logreg
+    from stance.train import _subsample
+
+    out: dict[str, Any] = {}
+    for name, predict in (("keyword rule", lambda texts: [keyword_rule(t) for t in texts]),):
+        t0 = time.perf_counter()
+        out[name] = {"test": compute_metrics(test.labels, predict(test.texts), labels)}
+        out[name]["sentences_per_second"] = len(test) / (time.perf_counter() - t0)
+        out[name]["dev"] = compute_metrics(dev.labels, predict(dev.texts), labels)
+    t0 = time.perf_counter()
+    pipe, chosen = tfidf_logreg(train.texts, train.labels, dev.texts, dev.labels, labels)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    test_pred = list(pipe.predict(test.texts))
+    out["tfidf+logreg"] = {
+        "test": compute_metrics(test.labels, test_pred, labels),
+        "sentences_per_second": len(test) / (time.perf_counter() - t0),
+        "dev": compute_metrics(dev.labels, list(pipe.predict(dev.texts)), labels),
+        "train_seconds": fit_s, "settings": chosen,
+    }
+    curve = {}
+    for f in fractions:
+        sub = _subsample(train, f, seed)
+        p, _ = tfidf_logreg(sub.texts, sub.labels, dev.texts, dev.labels, labels)
+        curve[f] = compute_metrics(test.labels, list(p.predict(test.texts)), labels)["macro_f1"]
+    curve[1.0] = out["tfidf+logreg"]["test"]["macro_f1"]
+    out["tfidf_curve"] = curve
+    return out
+
+
+# -- aggregation ----------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """Mean and spread of one setting over its seeds."""
+
+    name: str
+    what: str
+    n: int
+    dev_f1: tuple[float, float]
+    test_f1: tuple[float, float]
+    test_acc: float
+    per_class: dict[str, float]
+    train_seconds: float
+    sentences_per_second: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _mean_sd(xs: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(xs, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def summarize(setting: Setting, records: Sequence[dict[str, Any]], labels: list[str]) -> Summary:
+    return Summary(
+        setting.name, setting.what, len(records),
+        _mean_sd([r["dev"]["macro_f1"] for r in records]),
+        _mean_sd([r["test"]["macro_f1"] for r in records]),
+        float(np.mean([r["test"]["accuracy"] for r in records])),
+        {lab: float(np.mean([r["test"]["per_class"][lab]["f1"] for r in records])) for lab in labels},
+        float(np.mean([r["train_seconds"] for r in records])),
+        float(np.mean([r["sentences_per_second"] for r in records])),
+    )
+
+
+def threshold_to_none(records: Sequence[dict[str, Any]], dev: LabeledData, test: LabeledData,
+                      labels: list[str]) -> tuple[list[dict[str, Any]], list[float]]:
+    """Per run: the min score (chosen on dev) under which a stance becomes ``none``; test metrics with it."""
+    none = labels.index("none")
+    grid = np.round(np.arange(0.30, 0.96, 0.05), 2)
+
+    def decide(probs: np.ndarray, t: float) -> list[str]:
+        best = probs.argmax(1)
+        best = np.where(probs.max(1) < t, none, best)
+        return [labels[i] for i in best]
+
+    out, chosen = [], []
+    for r in records:
+        dp, tp = np.asarray(r["dev_probs"]), np.asarray(r["test_probs"])
+        f1s = [compute_metrics(dev.labels, decide(dp, t), labels)["macro_f1"] for t in grid]
+        t = float(grid[int(np.argmax(f1s))])
+        chosen.append(t)
+        out.append({**r, "dev": compute_metrics(dev.labels, decide(dp, t), labels),
+                    "test": compute_metrics(test.labels, decide(tp, t), labels)})
+    return out, chosen
+
+
+def ensemble(records: Sequence[dict[str, Any]], test: LabeledData, dev: LabeledData,
+             labels: list[str]) -> dict[str, Any]:
+    """Mean probabilities of several seeds: what an ensemble would buy, at N times the inference cost."""
+    out: dict[str, Any] = {}
+    for split, data in (("dev", dev), ("test", test)):
+        p = np.mean([np.asarray(r[f"{split}_probs"]) for r in records], axis=0)
+        out[split] = compute_metrics(data.labels, [labels[i] for i in p.argmax(1)], labels, p)
+    return out
+
+
+def uncalibrated_ece(probs: np.ndarray, temperature: float, gold_ids: np.ndarray) -> float:
+    """ECE at temperature 1, recovered from calibrated probabilities (log p * T = logits + const)."""
+    z = np.log(np.clip(probs, 1e-12, 1.0)) * temperature
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return expected_calibration_error(p, gold_ids)
+
+
+# -- report ---------------------------------------------------------------------------
+
+
+def _plot_curve(points: dict[str, dict[float, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pts in points.items():
+        xs = sorted(pts)
+        ax.plot([x * 100 for x in xs], [pts[x] for x in xs], marker="o", label=name)
+        for x in xs:
+            ax.annotate(f"{pts[x]:.3f}", (x * 100, pts[x]), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xticks([10, 25, 50, 100], ["10%", "25%", "50%", "100%"])
+    ax.set_xlabel("share of the training split used")
+    ax.set_ylabel("test macro-F1")
+    ax.set_title("Learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_open(path, "wb", encoding=None) as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _fmt(ms: tuple[float, float], n: int) -> str:
+    return f"{ms[0]:.3f} ± {ms[1]:.3f}" if n > 1 else f"{ms[0]:.3f}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_report(
+    settings: Sequence[Setting],
+    records: Sequence[dict[str, Any]],
+    baselines: dict[str, Any],
+    dev: LabeledData,
+    test: LabeledData,
+    labels: list[str],
+    out: str | Path,
+    notes: dict[str, str] | None = None,
+    commentary: str = "",
+    command: str = "python scripts/compare.py",
+    machine: str = "",
+) -> dict[str, Any]:
+    """Write the Markdown report and its PNGs; return the headline facts (winner, its numbers)."""
+    out = Path(out)
+    asset_dir = out.with_suffix("")
+    asset_dir.mkdir(parents=True, exist_ok=True)
+    notes = notes or {}
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_name.setdefault(r["setting"], []).append(r)
+    main = [s for s in settings if not s.name.startswith("train-") and by_name.get(s.name)]
+    summaries = {s.name: summarize(s, by_name[s.name], labels) for s in main}
+    # The winner is chosen on dev, among recipes that fit the time budget.
+    eligible = [s for s in summaries.values() if s.train_seconds <= TIME_BUDGET_S]
+    winner = max(eligible or summaries.values(), key=lambda s: s.dev_f1[0])
+
+    rows = []
+    for name in ("keyword rule", "tfidf+logreg"):
+        b = baselines[name]
+        pc = {lab: b["test"]["per_class"][lab]["f1"] for lab in labels}
+        if name == "tfidf+logreg":
+            name = "TF-IDF + LR (" + ", ".join(f"{k} {v}" for k, v in b["settings"].items()) + ", chosen on dev)"
+        rows.append((name, "1 (deterministic)",
+                     f"{b['dev']['macro_f1']:.3f}", f"{b['test']['macro_f1']:.3f}", pc, b["test"]["accuracy"],
+                     b.get("train_seconds"), b["sentences_per_second"]))
+    for s in summaries.values():
+        label = f"MiniLM-L6 {s.name}" + (" **(winner)**" if s is winner else "")
+        rows.append((f"{label}: {s.what}", str(s.n), _fmt(s.dev_f1, s.n), _fmt(s.test_f1, s.n), s.per_class,
+                     s.test_acc, s.train_seconds, s.sentences_per_second))
+    win_records = by_name[winner.name]
+    thr_records, thresholds = threshold_to_none(win_records, dev, test, labels)
+    thr = summarize(Setting(f"{winner.name} + threshold", ""), thr_records, labels)
+    rows.append((f"MiniLM-L6 {winner.name} + confidence threshold → none (chosen on dev per seed: "
+                 f"{', '.join(f'{t:.2f}' for t in thresholds)})", str(thr.n), _fmt(thr.dev_f1, thr.n),
+                 _fmt(thr.test_f1, thr.n), thr.per_class, thr.test_acc, winner.train_seconds,
+                 winner.sentences_per_second))
+    if len(win_records) > 1:
+        ens = ensemble(win_records, test, dev, labels)
+        rows.append((f"MiniLM-L6 {winner.name}, mean of its {len(win_records)} seeds (ensemble; "
+                     f"{len(win_records)}x inference cost)", "1", f"{ens['dev']['macro_f1']:.3f}",
+                     f"{ens['test']['macro_f1']:.3f}", {lab: ens["test"]["per_class"][lab]["f1"] for lab in labels},
+                     ens["test"]["accuracy"], winner.train_seconds * len(win_records),
+                     winner.sentences_per_second / len(win_records)))
+
+    head = ("| model / setting | seeds | dev macro-F1 | test macro-F1 | "
+            + " | ".join(f"test F1 {lab}" for lab in labels) + " | test acc | train s | sentences/s |")
+    table = [head, "|" + "---|" * (7 + len(labels))]
+    for name, n, dv, ts, pc, acc, secs, sps in rows:
+        table.append(f"| {_md(name)} | {n} | {dv} | {ts} | " + " | ".join(f"{pc[lab]:.3f}" for lab in labels)
+                     + f" | {acc:.3f} | {'' if secs is None else f'{secs:.0f}'} | {sps:,.0f} |")
+
+    # The default-config run (seed 42 of the winner) is what `stance train configs/base.yaml` produces.
+    ref = next((r for r in win_records if r["seed"] == 42), win_records[0])
+    plot_confusion(ref["test"], asset_dir / "confusion_test.png",
+                   title=f"{winner.name}, seed {ref['seed']}: test macro-F1 {ref['test']['macro_f1']:.3f}")
+    curve = {f: by_name[s.name][0]["test"]["macro_f1"] for s in settings if s.name.startswith("train-")
+             and by_name.get(s.name) for f in [by_name[s.name][0]["train_rows"] / ref["train_rows"]]}
+    if "default" in by_name:
+        d42 = next((r for r in by_name["default"] if r["seed"] == 42), by_name["default"][0])
+        curve[1.0] = d42["test"]["macro_f1"]
+    curve = {round(k, 2): v for k, v in curve.items()}
+    tf_curve = {float(k): v for k, v in baselines["tfidf_curve"].items()}
+    _plot_curve({"MiniLM-L6 default (seed 42)": curve, "TF-IDF + LR": tf_curve}, asset_dir / "learning_curve.png")
+
+    # Calibration of the reference run.
+    index = {lab: i for i, lab in enumerate(labels)}
+    gold = np.array([index[g] for g in test.labels])
+    tp = np.asarray(ref["test_probs"])
+    ece_after = expected_calibration_error(tp, gold)
+    ece_before = uncalibrated_ece(tp, ref["temperature"], gold)
+
+    # The most confident errors of the reference run.
+    conf = tp.max(1)
+    pred = tp.argmax(1)
+    wrong = np.where(pred != gold)[0]
+    top = wrong[np.argsort(-conf[wrong], kind="stable")][:20]
+    err_lines = ["| # | sentence | gold | predicted | score | reading |", "|---|---|---|---|---|---|"]
+    for k, i in enumerate(top, start=1):
+        text = test.texts[i]
+        err_lines.append(f"| {k} | {_md(text)} | {test.labels[i]} | {labels[pred[i]]} | {conf[i]:.2f} | "
+                         f"{_md(notes.get(text, '(not yet read)'))} |")
+
+    weakest = min(labels, key=lambda lab: ref["test"]["per_class"][lab]["f1"])
+    wk = ref["test"]["per_class"][weakest]
+    cm = np.array(ref["test"]["confusion_matrix"])
+    w = index[weakest]
+    as_weak = sorted(((int(cm[j, w]), labels[j]) for j in range(len(labels)) if j != w), reverse=True)
+    from_weak = sorted(((int(cm[w, j]), labels[j]) for j in range(len(labels)) if j != w), reverse=True)
+
+    b = baselines["tfidf+logreg"]["test"]["macro_f1"]
+    lines = [
+        "# Results: baselines, recipes and the default model",
+        "",
+        f"Generated by `{command}` from the cached runs in `{asset_dir.name}/runs/` "
+        "(delete a run's JSON to retrain it). Every number below comes from those runs; "
+        "choices (winner, thresholds, temperature) are made on **dev**, test is only reported."
+        + (f" Machine: {machine}." if machine else ""),
+        "",
+        f"**Winner: `{winner.name}`**: best mean dev macro-F1 among recipes that train in ≤ {TIME_BUDGET_S // 60} "
+        f"minutes. Test macro-F1 {_fmt(winner.test_f1, winner.n)} over {winner.n} seed(s) "
+        f"({winner.test_f1[0] - b:+.3f} over TF-IDF + LR's {b:.3f}); "
+        f"mean train time {winner.train_seconds / 60:.1f} min on this machine.",
+        "",
+        "## All models",
+        "",
+        "Seeds 42, 43, 44; `±` is the standard deviation over seeds. Per-class F1, accuracy and speed are means "
+        "over seeds. *sentences/s*: in-process on the 1,439-sentence test split (torch fp32 for the transformer "
+        "rows; `stance predict` is faster still, see the README's benchmark). *train s*: wall-clock seconds of "
+        "training (evaluation on dev each epoch included).",
+        "",
+        *table,
+        "",
+        f"## Confusion matrix ({winner.name}, seed {ref['seed']}, test)",
+        "",
+        f"![confusion matrix]({asset_dir.name}/confusion_test.png)",
+        "",
+        f"Weakest label: **{weakest}** (F1 {wk['f1']:.3f}, precision {wk['precision']:.3f}, "
+        f"recall {wk['recall']:.3f}). Gold sentences of other labels predicted as {weakest}: "
+        + ", ".join(f"{n} {lab}" for n, lab in as_weak)
+        + f"; gold {weakest} predicted as other labels: " + ", ".join(f"{n} {lab}" for n, lab in from_weak) + ".",
+        "",
+        "## Learning curve",
+        "",
+        f"![learning curve]({asset_dir.name}/learning_curve.png)",
+        "",
+        "| share of train | " + " | ".join(f"{k:.0%}" for k in sorted(curve)) + " |",
+        "|---|" + "---|" * len(curve),
+        "| MiniLM-L6 test macro-F1 | " + " | ".join(f"{curve[k]:.3f}" for k in sorted(curve)) + " |",
+        "| TF-IDF + LR test macro-F1 | " + " | ".join(
+            f"{tf_curve[k]:.3f}" if k in tf_curve else "" for k in sorted(curve)) + " |",
+        "",
+        "## Calibration",
+        "",
+        f"Softmax temperature fitted on dev: T = {ref['temperature']:.2f}. Expected calibration error of the "
+        f"top score on test (15 bins): **{ece_before:.3f} before, {ece_after:.3f} after**. The temperature is "
+        "saved in the model directory (`stance_temperature` in `config.json`) and applied by `stance predict` and "
+        "`stance evaluate`.",
+        "",
+        f"## The 20 most confident errors ({winner.name}, seed {ref['seed']}, test)",
+        "",
+        *err_lines,
+        "",
+    ]
+    if commentary:
+        lines += ["## Reading the results", "", commentary.strip(), ""]
+    write_text(out, "\n".join(lines))
+    return {"winner": winner.name, "test_f1": winner.test_f1, "dev_f1": winner.dev_f1,
+            "train_seconds": winner.train_seconds, "tfidf_test_f1": b, "weakest": weakest,
+            "ece_before": ece_before, "ece_after": ece_after}

@@ -1,0 +1,106 @@
+import numpy as np
+import yaml
+
+from stance.compare import (
+    Setting,
+    render_report,
+    run_baselines,
+    run_sweep,
+    threshold_to_none,
+    uncalibrated_ece,
+)
+from stance.data import read_labeled
+from stance.evaluate import expected_calibration_error
+from tests.conftest import LABELS, tiny_config_dict
+
+
+def _setup(tmp_path, tiny_backbone, tiny_data):
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "unused")
+    d["train"]["epochs"] = 2
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(d))
+    read = lambda p: read_labeled(p, LABELS)  # noqa: E731
+    return cfg, read(tiny_data["train"]), read(tiny_data["dev"]), read(tiny_data["test"])
+
+
+def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbone, tiny_data, monkeypatch):
+    cfg, train, dev, test = _setup(tmp_path, tiny_backbone, tiny_data)
+    settings = [
+        Setting("default", "as configured", seeds=(1, 2)),
+        Setting("slow-lr", "learning rate 1e-5", ("train.learning_rate=1e-5",), seeds=(1, 2)),
+        Setting("train-50pct", "half the data", ("train.train_fraction=0.5",), seeds=(42,)),
+    ]
+    runs = tmp_path / "results" / "runs"
+    records = run_sweep(cfg, settings, runs, tmp_path / "work", log=lambda s: None)
+    assert sorted(p.name for p in runs.glob("*.json")) == [
+        "default-s1.json", "default-s2.json", "slow-lr-s1.json", "slow-lr-s2.json", "train-50pct-s42.json"]
+    assert not any((tmp_path / "work").iterdir())  # trained models are not kept
+    r = records[0]
+    assert len(r["test_probs"]) == len(test) and len(r["dev_probs"]) == len(dev)
+    assert records[-1]["train_rows"] == len(train) // 2
+    # Different seeds give different models.
+    assert r["test_probs"] != records[1]["test_probs"]
+
+    # A second sweep reuses every cached run: training would fail loudly here.
+    import stance.train
+
+    monkeypatch.setattr(stance.train, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    again = run_sweep(cfg, settings, runs, tmp_path / "work", log=lambda s: None)
+    assert [x["test"] for x in again] == [x["test"] for x in records]
+
+    baselines = run_baselines(train, dev, test, LABELS, fractions=(0.5,))
+    out = tmp_path / "results.md"
+    notes = {test.texts[0]: "a note the report must carry"}
+    facts = render_report(settings, records, baselines, dev, test, LABELS, out, notes=notes, commentary="Why.")
+    dev_means = {name: np.mean([x["dev"]["macro_f1"] for x in records if x["setting"] == name])
+                 for name in ("default", "slow-lr")}
+    assert facts["winner"] == max(dev_means, key=dev_means.get)
+    text = out.read_text()
+    assert f"**Winner: `{facts['winner']}`**" in text
+    assert "± " in text and "TF-IDF + LR" in text and "keyword rule" in text
+    assert "## Reading the results\n\nWhy." in text
+    assert (tmp_path / "results" / "confusion_test.png").stat().st_size > 1000
+    assert (tmp_path / "results" / "learning_curve.png").stat().st_size > 1000
+    errors = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    ref = next(x for x in records if x["setting"] == facts["winner"] and x["seed"] == 1)
+    pred = [LABELS[i] for i in np.asarray(ref["test_probs"]).argmax(1)]
+    wrong = sum(g != p for g, p in zip(test.labels, pred))
+    assert len(errors) == min(20, wrong)
+
+
+def test_threshold_maps_low_scores_to_none_and_is_chosen_on_dev():
+    from stance.data import LabeledData
+
+    # Two dev rows: a confident accuse that is right, an unsure accuse that is really none.
+    dev = LabeledData("dev", ["a", "b"], ["accuse", "none"])
+    test = LabeledData("test", ["c"], ["none"])
+    rec = {"dev_probs": [[0.9, 0.05, 0.03, 0.02], [0.4, 0.3, 0.1, 0.2]], "test_probs": [[0.42, 0.28, 0.1, 0.2]]}
+    out, chosen = threshold_to_none([rec], dev, test, LABELS)
+    assert 0.4 < chosen[0] <= 0.9
+    assert out[0]["test"]["accuracy"] == 1.0  # the unsure test row became none
+
+
+def test_uncalibrated_ece_recovers_temperature_one():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 4)) * 3
+    gold = rng.integers(0, 4, 200)
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    t = 1.7
+    expected = expected_calibration_error(softmax(logits), gold)
+    assert abs(uncalibrated_ece(softmax(logits / t), t, gold) - expected) < 1e-9
+
+
+def test_compare_script_rejects_unknown_setting(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "compare.py"), "--only", "nope",
+                           "--out", str(tmp_path / "r.md")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --only: unknown settings ['nope']")
