@@ -35,11 +35,14 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
     assert sorted(p.name for p in runs.glob("*.json")) == [
         "default-s1.json", "default-s2.json", "slow-lr-s1.json", "slow-lr-s2.json", "train-50pct-s42.json"]
     assert not any((tmp_path / "work").iterdir())  # trained models are not kept
+    # Round-robin over seeds: every setting's first seed comes before any second seed.
+    assert [(r["setting"], r["seed"]) for r in records] == [
+        ("default", 1), ("slow-lr", 1), ("train-50pct", 42), ("default", 2), ("slow-lr", 2)]
     r = records[0]
     assert len(r["test_probs"]) == len(test) and len(r["dev_probs"]) == len(dev)
-    assert records[-1]["train_rows"] == len(train) // 2
+    assert records[2]["train_rows"] == len(train) // 2
     # Different seeds give different models.
-    assert r["test_probs"] != records[1]["test_probs"]
+    assert r["test_probs"] != records[3]["test_probs"]
 
     # A second sweep reuses every cached run: training would fail loudly here.
     import stance.train
