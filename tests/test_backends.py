@@ -44,6 +44,23 @@ def test_onnx_fp32_matches_torch(exported, texts):
     assert (ref.argmax(1) == got.argmax(1)).all()
 
 
+def test_onnx_sessions_share_one_arena_or_fall_back(exported, texts, monkeypatch):
+    import onnxruntime as ort
+
+    import stance.backends as backends
+
+    m, _ = exported
+    ref = StanceClassifier.load(m, backend="onnx").predict_proba(texts)
+    assert backends._SHARED_ARENA is True  # registered once for the process
+    # A host that refuses a second allocator must still get working sessions of their own.
+    monkeypatch.setattr(backends, "_SHARED_ARENA", None)
+    monkeypatch.setattr(ort, "create_and_register_allocator",
+                        lambda *a: (_ for _ in ()).throw(RuntimeError("allocator already registered")))
+    got = StanceClassifier.load(m, backend="onnx-cascade").predict_proba(texts)
+    assert backends._SHARED_ARENA is False
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+
+
 @pytest.mark.parametrize("backend", ["torch-int8", "onnx-int8", "onnx-cascade"])
 def test_int8_backends_stay_close_to_fp32(exported, texts, backend):
     m, _ = exported
