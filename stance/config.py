@@ -36,7 +36,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str = "data/train.jsonl"
+    # One file, or a list whose rows are concatenated (e.g. the shipped corpus plus your own).
+    train: str | list[str] = "data/train.jsonl"
     dev: str | None = "data/dev.jsonl"
     test: str | None = "data/test.jsonl"
     text_column: str = "text"
@@ -87,7 +88,8 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        item = typing.get_args(tp)[0]
+        return "a list of " + {str: "strings", int: "integers", float: "numbers"}.get(item, _type_name(item))
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
             type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -170,6 +172,8 @@ def _validate(cfg: Config, file: str) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise StanceError(f"{file}: {key}: must be > 0, got {value}")
+    if isinstance(cfg.data.train, list) and not cfg.data.train:
+        raise StanceError(f"{file}: data.train: must name at least one file")
     if not 0 < cfg.train.train_fraction <= 1:
         raise StanceError(f"{file}: train.train_fraction: must be in (0, 1], got {cfg.train.train_fraction}")
     if cfg.train.early_stopping_patience < 0:

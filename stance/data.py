@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from stance.errors import StanceError
 
 @dataclass
 class LabeledData:
-    """Texts and their labels as read from one file."""
+    """Texts and their labels as read from one file (or several, concatenated)."""
 
     path: str
     texts: list[str]
@@ -62,12 +63,22 @@ def _rows(path: Path):
 
 
 def read_labeled(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     labels: list[str],
     text_column: str = "text",
     label_column: str = "label",
 ) -> LabeledData:
-    """Read a labeled file, checking every row against the configured label set."""
+    """Read a labeled file, checking every row against the configured label set.
+
+    A list of files is read file by file (errors name the file and row) and
+    concatenated in order, e.g. the shipped corpus plus a user's own rows.
+    """
+    if not isinstance(path, (str, Path)):
+        if not path:
+            raise StanceError("no data files given (empty list)")
+        parts = [read_labeled(p, labels, text_column, label_column) for p in path]
+        return LabeledData(" + ".join(d.path for d in parts), [t for d in parts for t in d.texts],
+                           [g for d in parts for g in d.labels])
     path = Path(path)
     known = set(labels)
     texts: list[str] = []

@@ -112,7 +112,8 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
     ]
     files = {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test}
     for split, c in counts.items():
-        lines.append(f"| {split} | `{files[split]}` | " + " | ".join(str(c.get(lab, 0)) for lab in labels)
+        name = files[split] if isinstance(files[split], str) else "` + `".join(files[split])
+        lines.append(f"| {split} | `{name}` | " + " | ".join(str(c.get(lab, 0)) for lab in labels)
                      + f" | {sum(c.values())} |")
     lines += ["", "## Metrics", ""]
     for split in ("dev", "test"):

@@ -30,6 +30,12 @@ def test_overrides_are_typed(tmp_path):
     assert cfg.train.learning_rate == 3e-5 and cfg.train.epochs == 2.0 and cfg.labels == ["a", "b"]
 
 
+def test_train_data_may_be_a_list_of_files(tmp_path):
+    cfg = load_config(write(tmp_path, "data:\n  train: [data/train.jsonl, mine.csv]\n"))
+    assert cfg.data.train == ["data/train.jsonl", "mine.csv"]
+    assert load_config(write(tmp_path, ""), ["data.train=[x.jsonl]"]).data.train == ["x.jsonl"]
+
+
 def test_label_order_comes_from_config(tmp_path):
     cfg = load_config(write(tmp_path, "labels: [support, none, deny]\n"))
     assert cfg.labels == ["support", "none", "deny"]
@@ -49,6 +55,8 @@ def test_label_order_comes_from_config(tmp_path):
         ("- just\n- a list\n", [], "c.yaml: top level must be a mapping"),
         ("", ["train.nope=1"], "c.yaml: unknown config key 'train.nope'"),
         ("", ["train.epochs"], "expected key=value"),
+        ("data:\n  train: []\n", [], "c.yaml: data.train: must name at least one file"),
+        ("data:\n  train: [a.jsonl, 3]\n", [], "c.yaml: data.train: expected a string or a list of strings"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, overrides, expected):

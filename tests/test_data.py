@@ -51,3 +51,17 @@ def test_missing_and_binary_files(tmp_path):
     p.write_bytes(b"\xff\xfe\x00\x01")
     with pytest.raises(StanceError, match="not a UTF-8 text file"):
         read_labeled(p, LABELS)
+
+
+def test_list_of_files_is_concatenated_and_errors_name_the_file(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.csv"
+    a.write_text('{"text": "A said B lied.", "label": "accuse"}\n')
+    b.write_text("text,label\nB denied it.,deny\nThey backed him.,support\n")
+    d = read_labeled([a, b], LABELS)
+    assert d.texts == ["A said B lied.", "B denied it.", "They backed him."]
+    assert d.labels == ["accuse", "deny", "support"] and d.path == f"{a} + {b}"
+    b.write_text("text,label\nok,none\nbad,blame\n")
+    with pytest.raises(StanceError, match="b.csv:3: unknown label 'blame'"):
+        read_labeled([a, b], LABELS)
+    with pytest.raises(StanceError, match="empty list"):
+        read_labeled([], LABELS)
