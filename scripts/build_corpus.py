@@ -10,10 +10,19 @@ Three steps, each reproducible:
            confusion between passes), apply adjudications for disagreements,
            and write data/annotation/gold.jsonl.
   split    split gold labels by document group into train/dev/test.
+  extend   (later rounds) write a round's gold labels to data/train_<round>.jsonl,
+           after checking that none of its story groups is in dev or test.
 
     python scripts/build_corpus.py batches
     python scripts/build_corpus.py merge
     python scripts/build_corpus.py split
+
+Later rounds (scripts/active_round.py) keep their candidates, batches and labels
+in data/annotation/<round>/ and only ever add training rows:
+
+    python scripts/build_corpus.py --round round2 batches --n-batches 8 --double 30
+    python scripts/build_corpus.py --round round2 merge
+    python scripts/build_corpus.py --round round2 extend
 """
 
 from __future__ import annotations
@@ -30,9 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 
 LABELS = ["accuse", "deny", "support", "none"]
+FIELDS = ["id", "text", "label", "source", "doc_id", "confidence"]  # the columns of the shipped splits
 from stance.baselines import keyword_rule  # noqa: E402
 
-ANN = ROOT / "data" / "annotation"
+ANN = ROOT / "data" / "annotation"  # round 1; later rounds live in ANN / <round>
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -49,20 +59,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def cmd_supplement(args: argparse.Namespace) -> None:
     """One more batch with the candidates no earlier batch holds (single pass)."""
-    cands = read_jsonl(ROOT / "data" / "candidates.jsonl")
-    assignment = json.loads((ANN / "assignment.json").read_text())
+    cands = read_jsonl(args.candidates)
+    assignment = json.loads((args.ann / "assignment.json").read_text())
     new = [r for r in cands if r["id"] not in assignment]
     random.Random(args.seed).shuffle(new)
     i = max(assignment.values()) + 1
-    write_jsonl(ANN / "batches" / f"batch_{i:02d}.jsonl",
+    write_jsonl(args.ann / "batches" / f"batch_{i:02d}.jsonl",
                 [{"id": r["id"], "source": r["source"], "text": r["text"]} for r in new])
     assignment.update({r["id"]: i for r in new})
-    (ANN / "assignment.json").write_text(json.dumps(assignment, sort_keys=True, indent=0) + "\n")
+    (args.ann / "assignment.json").write_text(json.dumps(assignment, sort_keys=True, indent=0) + "\n")
     print(f"batch_{i:02d}: {len(new)} items")
 
 
 def cmd_batches(args: argparse.Namespace) -> None:
-    cands = read_jsonl(ROOT / "data" / "candidates.jsonl")
+    cands = read_jsonl(args.candidates)
     rng = random.Random(args.seed)
     rng.shuffle(cands)
     n = args.n_batches
@@ -71,19 +81,19 @@ def cmd_batches(args: argparse.Namespace) -> None:
     for i in range(n):
         items = own[i] + double[(i - 1) % n]  # batch i re-labels a sample of batch i-1
         rng.shuffle(items)
-        write_jsonl(ANN / "batches" / f"batch_{i:02d}.jsonl",
+        write_jsonl(args.ann / "batches" / f"batch_{i:02d}.jsonl",
                     [{"id": r["id"], "source": r["source"], "text": r["text"]} for r in items])
         print(f"batch_{i:02d}: {len(items)} items ({len(own[i])} own + {args.double} second-pass)")
     assignment = {r["id"]: i for i in range(n) for r in own[i]}
-    (ANN / "assignment.json").write_text(json.dumps(assignment, sort_keys=True, indent=0) + "\n")
+    (args.ann / "assignment.json").write_text(json.dumps(assignment, sort_keys=True, indent=0) + "\n")
 
 
-def load_passes() -> tuple[dict[str, dict], dict[str, dict]]:
+def load_passes(ann: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     """First-pass labels (the owning batch's annotator) and second-pass labels."""
-    assignment = json.loads((ANN / "assignment.json").read_text())
+    assignment = json.loads((ann / "assignment.json").read_text())
     first: dict[str, dict] = {}
     second: dict[str, dict] = {}
-    for path in sorted((ANN / "labels").glob("batch_*.jsonl")):
+    for path in sorted((ann / "labels").glob("batch_*.jsonl")):
         b = int(path.stem.split("_")[1])
         for r in read_jsonl(path):
             assert r["label"] in LABELS + ["skip"] and r["confidence"] in ("high", "low"), (path, r)
@@ -101,9 +111,10 @@ def cohen_kappa(a: list[str], b: list[str]) -> float:
 
 
 def cmd_merge(args: argparse.Namespace) -> None:
-    cands = {r["id"]: r for r in read_jsonl(ROOT / "data" / "candidates.jsonl")}
-    first, second = load_passes()
-    adjud_path = ANN / "adjudication.jsonl"
+    ann = args.ann
+    cands = {r["id"]: r for r in read_jsonl(args.candidates)}
+    first, second = load_passes(ann)
+    adjud_path = ann / "adjudication.jsonl"
     adjud = {r["id"]: r for r in read_jsonl(adjud_path)} if adjud_path.exists() else {}
 
     # Agreement on the double-labeled subset.
@@ -124,7 +135,7 @@ def cmd_merge(args: argparse.Namespace) -> None:
     report["cohen_kappa_excluding_skip"] = cohen_kappa([first[i]["label"] for i in stance_ids],
                                                        [second[i]["label"] for i in stance_ids])
     disagreements = [i for i in ids if first[i]["label"] != second[i]["label"]]
-    write_jsonl(ANN / "disagreements.jsonl", [
+    write_jsonl(ann / "disagreements.jsonl", [
         {"id": i, "text": cands[i]["text"], "source": cands[i]["source"],
          "first": first[i]["label"], "second": second[i]["label"]} for i in disagreements])
     unresolved = [i for i in disagreements if i not in adjud]
@@ -148,14 +159,17 @@ def cmd_merge(args: argparse.Namespace) -> None:
             continue
         gold.append({"id": i, "text": c["text"], "label": label, "source": c["source"], "doc_id": c["doc_id"],
                      "confidence": confidence, "stratum": c["stratum"], "agreement": how,
-                     "orig_label": c["orig_label"]})
+                     "orig_label": c["orig_label"],
+                     **{k: c[k] for k in ("model_pred", "model_score") if k in c}})
     gold.sort(key=lambda r: r["id"])
-    write_jsonl(ANN / "gold.jsonl", gold)
+    write_jsonl(ann / "gold.jsonl", gold)
 
     kw = [keyword_rule(r["text"]) == r["label"] for r in gold]
     report["keyword_rule_agreement"] = sum(kw) / len(kw)
     rnd = [r for r in gold if r["stratum"] == "random"]
-    report["keyword_rule_agreement_random_stratum"] = sum(keyword_rule(r["text"]) == r["label"] for r in rnd) / len(rnd)
+    if rnd:  # later rounds have no random stratum
+        report["keyword_rule_agreement_random_stratum"] = (
+            sum(keyword_rule(r["text"]) == r["label"] for r in rnd) / len(rnd))
     report["gold_counts"] = dict(Counter(r["label"] for r in gold))
     report["skipped"] = len(cands) - len(gold)
     report["low_confidence"] = sum(r["confidence"] == "low" for r in gold)
@@ -163,11 +177,11 @@ def cmd_merge(args: argparse.Namespace) -> None:
                                   for s in sorted({r["stratum"] for r in gold})}
     report["label_by_source"] = {s: dict(Counter(r["label"] for r in gold if r["source"] == s))
                                  for s in sorted({r["source"] for r in gold})}
-    (ANN / "agreement.json").write_text(json.dumps(report, indent=2) + "\n")
+    (ann / "agreement.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict)}, indent=2))
     print("gold counts:", report["gold_counts"])
     if unresolved:
-        print(f"{len(unresolved)} disagreements not yet adjudicated -> {ANN / 'disagreements.jsonl'}")
+        print(f"{len(unresolved)} disagreements not yet adjudicated -> {ann / 'disagreements.jsonl'}")
 
 
 def story_groups(raw: Path) -> dict[str, str]:
@@ -215,7 +229,7 @@ def story_groups(raw: Path) -> dict[str, str]:
 
 
 def cmd_split(args: argparse.Namespace) -> None:
-    gold = read_jsonl(ANN / "gold.jsonl")
+    gold = read_jsonl(args.ann / "gold.jsonl")
     groups = story_groups(args.raw)
     by_group: dict[str, list[dict]] = {}
     for r in gold:
@@ -237,18 +251,38 @@ def cmd_split(args: argparse.Namespace) -> None:
                                                 for lab, n in comp.items()))
         assign[k] = best
         current[best].update(comp)
-    fields = ["id", "text", "label", "source", "doc_id", "confidence"]
     for split in fractions:
         rows = sorted((r for k in keys if assign[k] == split for r in by_group[k]), key=lambda r: r["id"])
-        write_jsonl(ROOT / "data" / f"{split}.jsonl", [{f: r[f] for f in fields} for r in rows])
+        write_jsonl(ROOT / "data" / f"{split}.jsonl", [{f: r[f] for f in FIELDS} for r in rows])
         print(f"{split:5s} {len(rows):5d} " + " ".join(f"{lab}={current[split][lab]}" for lab in LABELS)
               + f"  groups={sum(v == split for v in assign.values())}")
     big = max(by_group.values(), key=len)
     print(f"largest story group: {len(big)} rows ({big[0]['doc_id']})")
 
 
+def cmd_extend(args: argparse.Namespace) -> None:
+    """A later round's gold rows, train only: refuse any whose story is in dev or test."""
+    if args.ann == ANN:
+        raise SystemExit("extend is for later rounds (--round NAME); round 1 is split with `split`")
+    groups = story_groups(args.raw)
+    held_out = {groups.get(r["doc_id"], r["doc_id"]) for split in ("dev", "test")
+                for r in read_jsonl(ROOT / "data" / f"{split}.jsonl")}
+    labeled = {r["id"] for split in ("train", "dev", "test") for r in read_jsonl(ROOT / "data" / f"{split}.jsonl")}
+    gold = read_jsonl(args.ann / "gold.jsonl")
+    leaks = [r["id"] for r in gold if groups.get(r["doc_id"], r["doc_id"]) in held_out]
+    dupes = [r["id"] for r in gold if r["id"] in labeled]
+    if leaks or dupes:
+        raise SystemExit(f"{len(leaks)} rows from dev/test stories (e.g. {leaks[:3]}), "
+                         f"{len(dupes)} already labeled (e.g. {dupes[:3]})")
+    out = ROOT / "data" / f"train_{args.ann.name}.jsonl"
+    write_jsonl(out, [{f: r[f] for f in FIELDS} for r in sorted(gold, key=lambda r: r["id"])])
+    print(f"{len(gold)} rows -> {out}: " + " ".join(f"{lab}={sum(r['label'] == lab for r in gold)}"
+                                                 for lab in LABELS))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--round", default=None, help="a later annotation round (data/annotation/<round>/)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("batches")
     b.add_argument("--n-batches", type=int, default=8)
@@ -260,8 +294,13 @@ def main() -> None:
     sp = sub.add_parser("split")
     sp.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     sp.add_argument("--seed", type=int, default=11)
+    ex = sub.add_parser("extend")
+    ex.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     args = ap.parse_args()
-    {"batches": cmd_batches, "supplement": cmd_supplement, "merge": cmd_merge, "split": cmd_split}[args.cmd](args)
+    args.ann = ANN / args.round if args.round else ANN
+    args.candidates = args.ann / "candidates.jsonl" if args.round else ROOT / "data" / "candidates.jsonl"
+    {"batches": cmd_batches, "supplement": cmd_supplement, "merge": cmd_merge, "split": cmd_split,
+     "extend": cmd_extend}[args.cmd](args)
 
 
 if __name__ == "__main__":
