@@ -41,24 +41,36 @@ class Setting:
     what: str
     overrides: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (42, 43, 44)
+    # A point of the learning curve: its seed-42 run is plotted at its share of the round-1 rows.
+    curve: bool = False
 
 
+# The recipes are compared on the round-1 training split alone, pinned here so
+# that adding training rows later (a second annotation round) leaves every
+# cached run reproducible.  The round-2 setting then measures what the new
+# rows add, with the default recipe.
+ROUND1_TRAIN = "data/train.jsonl"
+ROUND1 = f"data.train={ROUND1_TRAIN}"
+ALL_ROUNDS = f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl]"
 SETTINGS: tuple[Setting, ...] = (
-    Setting("default", "configs/base.yaml as shipped"),
+    Setting("default", "default recipe, round-1 train (5,032 rows)", (ROUND1,), curve=True),
     Setting("no-class-weights", "plain cross-entropy instead of inverse-frequency class weights",
-            ("train.class_weighting=none",)),
-    Setting("epochs-3", "3 epochs instead of 5", ("train.epochs=3",)),
-    Setting("frozen-embeddings", "word/position embeddings frozen", ("model.freeze_embeddings=true",)),
-    Setting("max-length-64", "sentences truncated at 64 tokens (2.6% of train is longer)", ("model.max_length=64",)),
-    Setting("lr-5e-5", "learning rate 5e-5 instead of 1e-4", ("train.learning_rate=5e-5",)),
+            (ROUND1, "train.class_weighting=none")),
+    Setting("epochs-3", "3 epochs instead of 5", (ROUND1, "train.epochs=3")),
+    Setting("frozen-embeddings", "word/position embeddings frozen", (ROUND1, "model.freeze_embeddings=true")),
+    Setting("max-length-64", "sentences truncated at 64 tokens (2.6% of train is longer)",
+            (ROUND1, "model.max_length=64")),
+    Setting("lr-5e-5", "learning rate 5e-5 instead of 1e-4", (ROUND1, "train.learning_rate=5e-5")),
+    Setting("default+round2", "default recipe, round-1 + round-2 train (active learning, see data/README.md)",
+            (ALL_ROUNDS,), curve=True),
 )
-# Learning curve: the default recipe on stratified fractions of train, one seed.
+# Learning curve: the default recipe on stratified fractions of round-1 train, one seed.
 CURVE_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5)
 
 
 def curve_settings(fractions: Sequence[float] = CURVE_FRACTIONS) -> list[Setting]:
-    return [Setting(f"train-{round(f * 100)}pct", f"default recipe on {f:.0%} of train",
-                    (f"train.train_fraction={f}",), seeds=(42,)) for f in fractions]
+    return [Setting(f"train-{round(f * 100)}pct", f"default recipe on {f:.0%} of round-1 train",
+                    (ROUND1, f"train.train_fraction={f}"), seeds=(42,), curve=True) for f in fractions]
 
 
 def _rounded(probs: np.ndarray) -> list[list[float]]:
@@ -95,27 +107,42 @@ def record_model(model_dir: Path, cfg: Any, setting: Setting, seed: int) -> dict
     return record
 
 
-def adopt_model(config: str | Path, model_dir: str | Path, runs_dir: str | Path, seed: int = 42) -> Path:
-    """Record an already-trained model of the default setting instead of training it again.
+def _comparable(cfg: Any) -> dict[str, Any]:
+    # Output location and ONNX export change no weight.
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    d.pop("output_dir", None)
+    d["model"].pop("export_onnx", None)
+    return d
 
-    Only when its saved config equals the one the sweep would train (output
-    location and ONNX export aside, which change no weight): same config and
-    seed give the same weights on CPU.
+
+def matching_setting(config: str | Path, saved: dict[str, Any], settings: Sequence[Setting],
+                     seed: int) -> Setting | None:
+    """The setting whose run config (at ``seed``) equals a saved resolved config, if any."""
+    want = _comparable(saved)
+    for s in settings:
+        if _comparable(_run_config(config, s, seed, Path("unused"))) == want:
+            return s
+    return None
+
+
+def adopt_model(config: str | Path, model_dir: str | Path, runs_dir: str | Path, seed: int = 42,
+                settings: Sequence[Setting] = SETTINGS) -> Path:
+    """Record an already-trained model as its setting's run instead of training it again.
+
+    Only when its saved config equals the one the sweep would train for some
+    setting (output location and ONNX export aside): same config and seed give
+    the same weights on CPU.
     """
     import yaml
 
     model_dir = Path(model_dir)
     saved = yaml.safe_load((model_dir / "stance_config.yaml").read_text(encoding="utf-8"))
-    setting = SETTINGS[0]
+    setting = matching_setting(config, saved, settings, seed)
+    if setting is None:
+        raise StanceError(f"{model_dir}: its config matches no setting at seed {seed} "
+                          f"(settings: {', '.join(s.name for s in settings)})")
     cfg = _run_config(config, setting, seed, model_dir)
-    want = cfg.to_dict()
-    for d in (saved, want):
-        d.pop("output_dir", None)
-        d["model"].pop("export_onnx", None)
-    if saved != want:
-        diff = sorted(f"{sec}.{k}" for sec in want if isinstance(want[sec], dict)
-                      for k in want[sec] if saved.get(sec, {}).get(k) != want[sec][k])
-        raise StanceError(f"{model_dir}: not trained with the default setting, seed {seed} (differs in {diff})")
     path = Path(runs_dir) / f"{setting.name}-s{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, record_model(model_dir, cfg, setting, seed))
@@ -161,8 +188,16 @@ def run_sweep(config: str | Path, settings: Sequence[Setting], runs_dir: str | P
 
 
 def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, labels: list[str],
-                  fractions: Sequence[float] = CURVE_FRACTIONS, seed: int = 42) -> dict[str, Any]:
-    """Keyword rule and TF-IDF + LR on dev/test, plus TF-IDF learning-curve points."""
+                  fractions: Sequence[float] = CURVE_FRACTIONS, seed: int = 42,
+                  curve_train: LabeledData | None = None) -> dict[str, Any]:
+    """Keyword rule and TF-IDF + LR on dev/test, plus TF-IDF learning-curve points.
+
+    The curve takes fractions of ``curve_train`` (default: ``train``) and is
+    keyed by share of its rows; TF-IDF on all of ``train`` sits at
+    ``len(train) / len(curve_train)``, so a larger shipped train shows as a
+    point past 100%.
+    """
+    curve_train = curve_train or train
     from stance.baselines import keyword_rule, tfidf_logreg
     from stance.train import _subsample
 
@@ -184,11 +219,11 @@ def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, label
         "train_seconds": fit_s, "settings": chosen,
     }
     curve = {}
-    for f in fractions:
-        sub = _subsample(train, f, seed)
+    for f in [*fractions, *([1.0] if len(curve_train) != len(train) else [])]:
+        sub = _subsample(curve_train, f, seed)
         p, _ = tfidf_logreg(sub.texts, sub.labels, dev.texts, dev.labels, labels)
         curve[f] = compute_metrics(test.labels, list(p.predict(test.texts)), labels)["macro_f1"]
-    curve[1.0] = out["tfidf+logreg"]["test"]["macro_f1"]
+    curve[round(len(train) / len(curve_train), 2)] = out["tfidf+logreg"]["test"]["macro_f1"]
     out["tfidf_curve"] = curve
     return out
 
@@ -287,8 +322,10 @@ def _plot_curve(points: dict[str, dict[float, float]], path: Path) -> None:
             ax.annotate(f"{pts[x]:.3f}", (x * 100, pts[x]), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize=8)
     ax.set_xscale("log")
-    ax.set_xticks([10, 25, 50, 100], ["10%", "25%", "50%", "100%"])
-    ax.set_xlabel("share of the training split used")
+    ticks = sorted({x for pts in points.values() for x in pts})
+    ax.set_xticks([x * 100 for x in ticks], [f"{x:.0%}" for x in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("training rows, as a share of the round-1 train split")
     ax.set_ylabel("test macro-F1")
     ax.set_title("Learning curve")
     ax.grid(alpha=0.3)
@@ -319,8 +356,13 @@ def render_report(
     commentary: str = "",
     command: str = "python scripts/compare.py",
     machine: str = "",
+    shipped: str | None = None,
 ) -> dict[str, Any]:
-    """Write the Markdown report and its PNGs; return the headline facts (winner, its numbers)."""
+    """Write the Markdown report and its PNGs; return the headline facts (winner, its numbers).
+
+    ``shipped``: the setting that ``configs/base.yaml`` as shipped trains (None:
+    none of them); the report says whether it is the winner.
+    """
     out = Path(out)
     asset_dir = out.with_suffix("")
     asset_dir.mkdir(parents=True, exist_ok=True)
@@ -373,14 +415,17 @@ def render_report(
     ref = next((r for r in win_records if r["seed"] == 42), win_records[0])
     plot_confusion(ref["test"], asset_dir / "confusion_test.png",
                    title=f"{winner.name}, seed {ref['seed']}: test macro-F1 {ref['test']['macro_f1']:.3f}")
-    curve = {f: by_name[s.name][0]["test"]["macro_f1"] for s in settings if s.name.startswith("train-")
-             and by_name.get(s.name) for f in [by_name[s.name][0]["train_rows"] / ref["train_rows"]]}
-    if "default" in by_name:
-        d42 = next((r for r in by_name["default"] if r["seed"] == 42), by_name["default"][0])
-        curve[1.0] = d42["test"]["macro_f1"]
-    curve = {round(k, 2): v for k, v in curve.items()}
+    # Curve points at their share of the default setting's (round-1) training rows.
+    base = by_name.get("default", win_records)
+    base_rows = next((r for r in base if r["seed"] == 42), base[0])["train_rows"]
+    curve = {}
+    for s in settings:
+        runs = [r for r in by_name.get(s.name, []) if r["seed"] == 42]
+        if s.curve and runs:
+            curve[round(runs[0]["train_rows"] / base_rows, 2)] = runs[0]["test"]["macro_f1"]
     tf_curve = {float(k): v for k, v in baselines["tfidf_curve"].items()}
-    _plot_curve({"MiniLM-L6 default (seed 42)": curve, "TF-IDF + LR": tf_curve}, asset_dir / "learning_curve.png")
+    _plot_curve({"MiniLM-L6 default recipe (seed 42)": curve, "TF-IDF + LR": tf_curve},
+                asset_dir / "learning_curve.png")
 
     # Calibration of the reference run.
     index = {lab: i for i, lab in enumerate(labels)}
@@ -419,7 +464,11 @@ def render_report(
         f"**Winner: `{winner.name}`**: best mean dev macro-F1 among recipes that train in ≤ {TIME_BUDGET_S // 60} "
         f"minutes. Test macro-F1 {_fmt(winner.test_f1, winner.n)} over {winner.n} seed(s) "
         f"({winner.test_f1[0] - b:+.3f} over TF-IDF + LR's {b:.3f}); "
-        f"train time {winner.train_seconds / 60:.1f} min on this machine.",
+        f"train time {winner.train_seconds / 60:.1f} min on this machine. "
+        + ("`configs/base.yaml` as shipped trains the winner."
+           if shipped == winner.name else
+           f"**`configs/base.yaml` as shipped does not train the winner** (it trains `{shipped}`)."
+           if shipped else "**`configs/base.yaml` as shipped trains none of these settings.**"),
         "",
         "## All models",
         "",
@@ -445,7 +494,7 @@ def render_report(
         "",
         f"![learning curve]({asset_dir.name}/learning_curve.png)",
         "",
-        "| share of train | " + " | ".join(f"{k:.0%}" for k in sorted(curve)) + " |",
+        "| share of round-1 train | " + " | ".join(f"{k:.0%}" for k in sorted(curve)) + " |",
         "|---|" + "---|" * len(curve),
         "| MiniLM-L6 test macro-F1 | " + " | ".join(f"{curve[k]:.3f}" for k in sorted(curve)) + " |",
         "| TF-IDF + LR test macro-F1 | " + " | ".join(
@@ -466,6 +515,6 @@ def render_report(
     if commentary:
         lines += ["## Reading the results", "", commentary.strip(), ""]
     write_text(out, "\n".join(lines))
-    return {"winner": winner.name, "test_f1": winner.test_f1, "dev_f1": winner.dev_f1,
+    return {"winner": winner.name, "shipped": shipped, "test_f1": winner.test_f1, "dev_f1": winner.dev_f1,
             "train_seconds": winner.train_seconds, "tfidf_test_f1": b, "weakest": weakest,
             "ece_before": ece_before, "ece_after": ece_after}

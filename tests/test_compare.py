@@ -26,9 +26,9 @@ def _setup(tmp_path, tiny_backbone, tiny_data):
 def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbone, tiny_data, monkeypatch):
     cfg, train, dev, test = _setup(tmp_path, tiny_backbone, tiny_data)
     settings = [
-        Setting("default", "as configured", seeds=(1, 2)),
+        Setting("default", "as configured", seeds=(1, 2), curve=True),
         Setting("slow-lr", "learning rate 1e-5", ("train.learning_rate=1e-5",), seeds=(1, 2)),
-        Setting("train-50pct", "half the data", ("train.train_fraction=0.5",), seeds=(42,)),
+        Setting("train-50pct", "half the data", ("train.train_fraction=0.5",), seeds=(42,), curve=True),
     ]
     runs = tmp_path / "results" / "runs"
     records = run_sweep(cfg, settings, runs, tmp_path / "work", log=lambda s: None)
@@ -54,12 +54,14 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
     baselines = run_baselines(train, dev, test, LABELS, fractions=(0.5,))
     out = tmp_path / "results.md"
     notes = {test.texts[0]: "a note the report must carry"}
-    facts = render_report(settings, records, baselines, dev, test, LABELS, out, notes=notes, commentary="Why.")
+    facts = render_report(settings, records, baselines, dev, test, LABELS, out, notes=notes, commentary="Why.",
+                          shipped="default")
     dev_means = {name: np.mean([x["dev"]["macro_f1"] for x in records if x["setting"] == name])
                  for name in ("default", "slow-lr")}
     assert facts["winner"] == max(dev_means, key=dev_means.get)
     text = out.read_text()
     assert f"**Winner: `{facts['winner']}`**" in text
+    assert ("as shipped trains the winner" in text) == (facts["winner"] == "default")
     assert "± " in text and "TF-IDF + LR" in text and "keyword rule" in text
     assert "## Reading the results\n\nWhy." in text
     assert (tmp_path / "results" / "confusion_test.png").stat().st_size > 1000
@@ -107,3 +109,23 @@ def test_compare_script_rejects_unknown_setting(tmp_path):
                            "--out", str(tmp_path / "r.md")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: --only: unknown settings ['nope']")
+
+
+def test_matching_setting_finds_the_shipped_recipe(tmp_path, tiny_backbone, tiny_data):
+    from stance.compare import matching_setting
+    from stance.config import load_config
+
+    cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
+    two = f"data.train=[{tiny_data['train']}, {tiny_data['dev']}]"
+    settings = [Setting("default", "as configured", (f"data.train={tiny_data['train']}",)),
+                Setting("more-data", "train + dev rows", (two,)),
+                Setting("slow-lr", "learning rate 1e-5", ("train.learning_rate=1e-5",))]
+    seed = load_config(cfg_path).train.seed
+    as_shipped = load_config(cfg_path).to_dict()
+    assert matching_setting(cfg_path, as_shipped, settings, seed).name == "default"
+    # Output location and export do not matter; the data files and the seed do.
+    moved = load_config(cfg_path, ["output_dir=elsewhere", "model.export_onnx=false"]).to_dict()
+    assert matching_setting(cfg_path, moved, settings, seed).name == "default"
+    assert matching_setting(cfg_path, load_config(cfg_path, [two]).to_dict(), settings, seed).name == "more-data"
+    assert matching_setting(cfg_path, as_shipped, settings, seed + 1) is None
+    assert matching_setting(cfg_path, load_config(cfg_path, ["train.epochs=9"]).to_dict(), settings, seed) is None
