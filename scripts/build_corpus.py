@@ -265,9 +265,9 @@ def cmd_extend(args: argparse.Namespace) -> None:
     if args.ann == ANN:
         raise SystemExit("extend is for later rounds (--round NAME); round 1 is split with `split`")
     groups = story_groups(args.raw)
-    held_out = {groups.get(r["doc_id"], r["doc_id"]) for split in ("dev", "test")
-                for r in read_jsonl(ROOT / "data" / f"{split}.jsonl")}
-    labeled = {r["id"] for split in ("train", "dev", "test") for r in read_jsonl(ROOT / "data" / f"{split}.jsonl")}
+    splits = {split: read_jsonl(ROOT / "data" / f"{split}.jsonl") for split in ("train", "dev", "test")}
+    held_out = {groups.get(r["doc_id"], r["doc_id"]) for split in ("dev", "test") for r in splits[split]}
+    labeled = {r["id"] for rows in splits.values() for r in rows}
     gold = read_jsonl(args.ann / "gold.jsonl")
     leaks = [r["id"] for r in gold if groups.get(r["doc_id"], r["doc_id"]) in held_out]
     dupes = [r["id"] for r in gold if r["id"] in labeled]

@@ -5,8 +5,8 @@
                 frozen embeddings, max_length, learning rate, epochs) on the round-1
                 train split, and the default recipe on round 1 + round 2; seeds 42/43/44
   post-hoc      confidence threshold -> none (chosen on dev), mean of the seeds
-  curve         default recipe on 10/25/50/100% of round-1 train and on round 1 + 2
-                (seed 42), TF-IDF beside it
+  curve         default recipe on 10/25/50% of round-1 train (seed 42), on all of it and
+                on round 1 + 2 (mean of seeds 42/43/44), TF-IDF beside it
 
 Each transformer run is cached as docs/results/runs/<setting>-s<seed>.json, so an
 interrupted sweep continues and the report re-renders without training

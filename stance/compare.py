@@ -41,7 +41,7 @@ class Setting:
     what: str
     overrides: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (42, 43, 44)
-    # A point of the learning curve: its seed-42 run is plotted at its share of the round-1 rows.
+    # A point of the learning curve, plotted at its share of the round-1 rows (mean over its seeds).
     curve: bool = False
 
 
@@ -120,10 +120,19 @@ def matching_setting(config: str | Path, saved: dict[str, Any], settings: Sequen
                      seed: int) -> Setting | None:
     """The setting whose run config (at ``seed``) equals a saved resolved config, if any."""
     want = _comparable(saved)
-    for s in settings:
-        if _comparable(_run_config(config, s, seed, Path("unused"))) == want:
-            return s
-    return None
+    return next((s for s in settings if _comparable(_run_config(config, s, seed, Path("unused"))) == want), None)
+
+
+def _differing_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs."""
+    out = []
+    for sec in sorted(set(a) | set(b)):
+        x, y = a.get(sec), b.get(sec)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += [f"{sec}.{k}" for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+        elif x != y:
+            out.append(sec)
+    return out
 
 
 def adopt_model(config: str | Path, model_dir: str | Path, runs_dir: str | Path, seed: int = 42,
@@ -140,8 +149,12 @@ def adopt_model(config: str | Path, model_dir: str | Path, runs_dir: str | Path,
     saved = yaml.safe_load((model_dir / "stance_config.yaml").read_text(encoding="utf-8"))
     setting = matching_setting(config, saved, settings, seed)
     if setting is None:
-        raise StanceError(f"{model_dir}: its config matches no setting at seed {seed} "
-                          f"(settings: {', '.join(s.name for s in settings)})")
+        want = _comparable(saved)
+        diffs = {s.name: _differing_keys(want, _comparable(_run_config(config, s, seed, model_dir)))
+                 for s in settings}
+        near = min(diffs, key=lambda n: len(diffs[n]))
+        raise StanceError(f"{model_dir}: its config matches no setting at seed {seed}; "
+                          f"closest is {near}, which differs in {diffs[near]}")
     cfg = _run_config(config, setting, seed, model_dir)
     path = Path(runs_dir) / f"{setting.name}-s{seed}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +210,8 @@ def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, label
     ``len(train) / len(curve_train)``, so a larger shipped train shows as a
     point past 100%.
     """
-    curve_train = curve_train or train
+    if curve_train is None:
+        curve_train = train
     from stance.baselines import keyword_rule, tfidf_logreg
     from stance.train import _subsample
 

@@ -129,3 +129,22 @@ def test_matching_setting_finds_the_shipped_recipe(tmp_path, tiny_backbone, tiny
     assert matching_setting(cfg_path, load_config(cfg_path, [two]).to_dict(), settings, seed).name == "more-data"
     assert matching_setting(cfg_path, as_shipped, settings, seed + 1) is None
     assert matching_setting(cfg_path, load_config(cfg_path, ["train.epochs=9"]).to_dict(), settings, seed) is None
+
+
+def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, tiny_backbone, tiny_data):
+    import pytest
+
+    from stance.compare import adopt_model
+    from stance.config import load_config, save_config
+    from stance.errors import StanceError
+
+    cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
+    model = tmp_path / "model"
+    model.mkdir()
+    save_config(load_config(cfg_path, ["train.epochs=9"]), model / "stance_config.yaml")
+    settings = [Setting("default", "as configured"), Setting("slow-lr", "lr 1e-5", ("train.learning_rate=1e-5",))]
+    seed = load_config(cfg_path).train.seed
+    expected = r"matches no setting .*closest is default, which differs in \['train.epochs'\]"
+    with pytest.raises(StanceError, match=expected):
+        adopt_model(cfg_path, model, tmp_path / "runs", seed=seed, settings=settings)
+    assert not (tmp_path / "runs").exists()
