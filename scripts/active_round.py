@@ -1,4 +1,4 @@
-"""Second annotation round: pick the unlabeled sentences the current model finds hardest.
+"""Later annotation rounds: pick the unlabeled sentences the current model finds hardest.
 
 The cue-word strata of round 1 (scripts/mine_candidates.py) used up every
 sentence with a stance cue word, and the learning curve was still rising, so
@@ -15,10 +15,19 @@ round 2 is chosen by the model instead (uncertainty / disagreement sampling):
 
 The model's prediction and score are kept in the candidates file for analysis;
 annotators see only id, source and text, as in round 1.  The rows go to
-train only (data/train_round2.jsonl, via build_corpus.py --round round2 extend).
+train only (data/train_<round>.jsonl, via build_corpus.py --round <round> extend).
+Every sentence an earlier round drew is left out of the pool, so rounds never overlap.
 
-    python scripts/active_round.py --model models/stance-minilm
+Round 2 (model: round-1 train only):
+    python scripts/active_round.py --model models/stance-minilm-round1 --round round2
     python scripts/build_corpus.py --round round2 batches --n-batches 8 --double 30
+
+Round 3 (model: round 1 + round 2, seed 42) aims at accuse precision, the weakest
+number in docs/results.md, so most of its draw is the model's accuse calls:
+    python scripts/active_round.py --model models/stance-minilm --round round3 \
+        --quota active_accuse=900 --quota active_deny=250 --quota active_support=250 \
+        --quota active_uncertain=400
+    python scripts/build_corpus.py --round round3 batches --n-batches 6 --double 30
 """
 
 from __future__ import annotations
@@ -40,14 +49,31 @@ import mine_candidates  # noqa: E402
 QUOTAS = {"active_support": 700, "active_deny": 450, "active_accuse": 650, "active_uncertain": 600}
 
 
-def free_pool(raw: Path) -> list[dict]:
+def _round_no(name: str) -> int:
+    digits = "".join(c for c in name if c.isdigit())
+    return int(digits) if digits else 0
+
+
+def drawn_before(current: str) -> set[str]:
+    """Normalised text of every sentence an *earlier* round drew (round 1 and roundN, N < current).
+
+    Only earlier rounds, so re-running an old round's selection reproduces it
+    byte for byte even after later rounds exist.
+    """
+    files = [ROOT / "data" / "candidates.jsonl"] + sorted(
+        p for p in (ROOT / "data" / "annotation").glob("round*/candidates.jsonl")
+        if _round_no(p.parent.name) < _round_no(current))
+    return {mine_candidates.norm(r["text"]) for f in files for r in build_corpus.read_jsonl(f)}
+
+
+def free_pool(raw: Path, current: str) -> list[dict]:
     """Unlabeled sentences whose story group is in train or unassigned."""
     groups = build_corpus.story_groups(raw)
     split_of: dict[str, str] = {}
     for split in ("train", "dev", "test"):
         for r in build_corpus.read_jsonl(ROOT / "data" / f"{split}.jsonl"):
             split_of[groups.get(r["doc_id"], r["doc_id"])] = split
-    drawn = {mine_candidates.norm(r["text"]) for r in build_corpus.read_jsonl(ROOT / "data" / "candidates.jsonl")}
+    drawn = drawn_before(current)
     rows = (mine_candidates.article_sentences(raw) + mine_candidates.emergent_rows(raw)
             + mine_candidates.cameo_rows(raw))
     pool: dict[str, dict] = {}
@@ -61,7 +87,8 @@ def free_pool(raw: Path) -> list[dict]:
     return sorted(pool.values(), key=lambda r: (r["doc_id"], r["sent_idx"], r["text"]))
 
 
-def select(pool: list[dict], probs, labels: list[str], seed: int) -> list[dict]:
+def select(pool: list[dict], probs, labels: list[str], seed: int,
+           quotas: dict[str, int] = QUOTAS) -> list[dict]:
     rng = random.Random(seed)
     pred = probs.argmax(1)
     none = labels.index("none")
@@ -70,34 +97,43 @@ def select(pool: list[dict], probs, labels: list[str], seed: int) -> list[dict]:
         idx = [i for i in range(len(pool)) if labels[pred[i]] == lab]
         rng.shuffle(idx)
         chosen += [{**pool[i], "stratum": f"active_{lab}", "model_pred": lab,
-                    "model_score": round(float(probs[i].max()), 4)} for i in idx[:QUOTAS[f"active_{lab}"]]]
+                    "model_score": round(float(probs[i].max()), 4)} for i in idx[:quotas[f"active_{lab}"]]]
     idx = sorted((i for i in range(len(pool)) if pred[i] == none), key=lambda i: probs[i, none])
     chosen += [{**pool[i], "stratum": "active_uncertain", "model_pred": "none",
-                "model_score": round(float(probs[i, none]), 4)} for i in idx[:QUOTAS["active_uncertain"]]]
+                "model_score": round(float(probs[i, none]), 4)} for i in idx[:quotas["active_uncertain"]]]
     return chosen
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "stance-minilm",
-                    help="model trained on round-1 train only")
+                    help="the current model (trained on every earlier round)")
+    ap.add_argument("--round", default="round2", help="name of the new round: data/annotation/<round>/")
+    ap.add_argument("--quota", action="append", default=[], metavar="STRATUM=N",
+                    help=f"override a stratum's size (defaults: {QUOTAS})")
     ap.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
-    ap.add_argument("--out", type=Path, default=ROOT / "data" / "annotation" / "round2" / "candidates.jsonl")
     ap.add_argument("--seed", type=int, default=17)
     args = ap.parse_args()
+    quotas = dict(QUOTAS)
+    for q in args.quota:
+        key, _, n = q.partition("=")
+        if key not in QUOTAS or not n.isdigit():
+            ap.error(f"--quota {q!r}: expected one of {sorted(QUOTAS)}=N")
+        quotas[key] = int(n)
+    out_path = ROOT / "data" / "annotation" / args.round / "candidates.jsonl"
 
     from stance.modeling import StanceClassifier
 
-    pool = free_pool(args.raw)
+    pool = free_pool(args.raw, args.round)
     clf = StanceClassifier.load(args.model, backend="onnx")
     probs = clf.predict_proba([r["text"] for r in pool], batch_size=128, progress="scoring pool")
     print(f"pool: {len(pool)} sentences; model predicts {dict(Counter(clf.labels[i] for i in probs.argmax(1)))}")
-    rows = select(pool, probs, clf.labels, args.seed)
+    rows = select(pool, probs, clf.labels, args.seed, quotas)
     out = [{"id": mine_candidates.sid(r["source"], r["text"]), **r, "cues": mine_candidates.cue_kinds(r["text"])}
            for r in rows]
     out.sort(key=lambda r: r["id"])
-    build_corpus.write_jsonl(args.out, out)
-    print(f"{len(out)} candidates -> {args.out}")
+    build_corpus.write_jsonl(out_path, out)
+    print(f"{len(out)} candidates -> {out_path}")
     for k, v in sorted(Counter(r["stratum"] for r in out).items()):
         print(f"  {k:18s} {v}")
 

@@ -267,14 +267,16 @@ def cmd_extend(args: argparse.Namespace) -> None:
     groups = story_groups(args.raw)
     splits = {split: read_jsonl(ROOT / "data" / f"{split}.jsonl") for split in ("train", "dev", "test")}
     held_out = {groups.get(r["doc_id"], r["doc_id"]) for split in ("dev", "test") for r in splits[split]}
-    labeled = {r["id"] for rows in splits.values() for r in rows}
+    out = ROOT / "data" / f"train_{args.ann.name}.jsonl"
+    # Earlier rounds' rows count as labeled too; this round's own file is about to be rewritten.
+    earlier = [p for p in sorted((ROOT / "data").glob("train_*.jsonl")) if p != out]
+    labeled = {r["id"] for rows in splits.values() for r in rows} | {r["id"] for p in earlier for r in read_jsonl(p)}
     gold = read_jsonl(args.ann / "gold.jsonl")
     leaks = [r["id"] for r in gold if groups.get(r["doc_id"], r["doc_id"]) in held_out]
     dupes = [r["id"] for r in gold if r["id"] in labeled]
     if leaks or dupes:
         raise SystemExit(f"{len(leaks)} rows from dev/test stories (e.g. {leaks[:3]}), "
                          f"{len(dupes)} already labeled (e.g. {dupes[:3]})")
-    out = ROOT / "data" / f"train_{args.ann.name}.jsonl"
     write_jsonl(out, [{f: r[f] for f in FIELDS} for r in sorted(gold, key=lambda r: r["id"])])
     print(f"{len(gold)} rows -> {out}: " + " ".join(f"{lab}={sum(r['label'] == lab for r in gold)}"
                                                  for lab in LABELS))
