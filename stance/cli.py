@@ -95,7 +95,9 @@ def predict(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file [default: stdout].")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv [default: from --out suffix].")] = None,
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
-    min_score: Annotated[float, typer.Option(help="Predictions scoring below this become 'none'.")] = 0.0,
+    min_score: Annotated[float | None, typer.Option(
+        help="Predictions scoring below this become 'none' [default: the model's, chosen on dev; 0 = argmax].",
+        show_default=False)] = None,
     backend: Backend = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -133,12 +135,14 @@ def calibrate(
     model: Annotated[Path, typer.Argument(help="Trained model directory.")],
     data: Annotated[Path | None, typer.Option(help="Labeled dev file [default: the model's dev split].")] = None,
 ) -> None:
-    """Fit a softmax temperature on dev data so scores read as probabilities (labels unchanged)."""
+    """Fit a softmax temperature on dev data so scores read as probabilities (argmax labels unchanged)."""
     from stance.evaluate import calibrate_model_dir
 
     r = calibrate_model_dir(model, data)
     typer.echo(f"temperature {r['temperature']:.3f} on {r['data']}: dev ECE {r['dev_ece_before']:.3f} -> "
                f"{r['dev_ece_after']:.3f}, log-loss {r['dev_logloss_before']:.3f} -> {r['dev_logloss_after']:.3f}")
+    if "min_score" in r:
+        typer.echo(f"none threshold chosen again under the new temperature: {r['min_score']:.2f}")
 
 
 def main() -> None:

@@ -63,6 +63,9 @@ class TrainConfig:
     lr_scheduler: str = "linear"
     # Fit a softmax temperature on dev after training so scores are calibrated.
     calibrate: bool = True
+    # Choose on dev the score under which a stance prediction becomes `none`
+    # (saved in the model; `stance predict --min-score` overrides it).
+    fit_min_score: bool = True
     # group_by_length batches sentences of similar length (news sentences vary
     # 10-140 tokens, so random batches are ~55% padding); random = plain shuffle.
     sampling: str = "group_by_length"

@@ -211,8 +211,47 @@ def calibrate(clf: Any, dev: LabeledData, batch_size: int = 64) -> dict[str, flo
             "dev_logloss_before": logloss(probs), "dev_logloss_after": logloss(after)}
 
 
+# Candidate thresholds for ``fit_min_score``; 0 (plain argmax) comes first so it wins ties.
+# With four labels the top score is never below 0.25, so 0.30 is the first that can change a label.
+MIN_SCORE_GRID: tuple[float, ...] = (0.0, *np.round(np.arange(0.30, 0.96, 0.05), 2).tolist())
+
+
+def fit_min_score(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str],
+                  fallback: str = "none") -> dict[str, float]:
+    """The score under which a stance prediction becomes ``fallback``, chosen to maximise macro-F1.
+
+    Fit on dev (calibrated probabilities).  Class weighting makes the model
+    call minority stances generously; the rare labels then pay in precision,
+    which a threshold buys back where the model is unsure.  0 means argmax
+    is best and nothing changes.
+    """
+    labels = list(labels)
+    if fallback not in labels:
+        return {"min_score": 0.0, "macro_f1_before": float("nan"), "macro_f1_after": float("nan")}
+    fb = labels.index(fallback)
+    best, top = probs.argmax(axis=1), probs.max(axis=1)
+
+    def f1(t: float) -> float:
+        pred = np.where(top < t, fb, best) if t > 0 else best
+        return compute_metrics(list(gold), [labels[i] for i in pred], labels)["macro_f1"]
+
+    scores = [f1(t) for t in MIN_SCORE_GRID]
+    i = int(np.argmax(scores))
+    return {"min_score": float(MIN_SCORE_GRID[i]), "macro_f1_before": scores[0], "macro_f1_after": scores[i]}
+
+
+def choose_min_score(clf: Any, dev: LabeledData, batch_size: int = 64) -> dict[str, float]:
+    """Fit ``clf.min_score`` on labeled dev data (after calibration, so it is a probability)."""
+    probs = clf.predict_proba(dev.texts, batch_size=batch_size)
+    result = fit_min_score(probs, dev.labels, clf.labels)
+    clf.min_score = result["min_score"]
+    return result
+
+
 def calibrate_model_dir(model_dir: str | Path, data: str | Path | None = None) -> dict[str, float]:
     """Fit and store the temperature of a saved model (``stance_temperature`` in config.json).
+
+    A model with a dev-chosen ``none`` threshold (``stance_min_score``) gets it chosen again.
 
     ``data`` defaults to the dev split named in the model's ``stance_config.yaml``.
     """
@@ -229,5 +268,9 @@ def calibrate_model_dir(model_dir: str | Path, data: str | Path | None = None) -
     result = calibrate(clf, dev)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     config["stance_temperature"] = result["temperature"]
+    if "stance_min_score" in config:
+        # The threshold is a probability under the old temperature: choose it again under the new one.
+        result["min_score"] = choose_min_score(clf, dev)["min_score"]
+        config["stance_min_score"] = result["min_score"]
     write_json(model_dir / "config.json", config)
     return {**result, "data": dev.path}

@@ -99,6 +99,7 @@ class StanceClassifier:
         temperature: float = 1.0,
         backend: Any | None = None,
         config: Any | None = None,
+        min_score: float = 0.0,
     ) -> None:
         from stance.backends import TorchBackend
 
@@ -116,6 +117,9 @@ class StanceClassifier:
         self._pad_id = int(getattr(self.config, "pad_token_id", None) or 0)
         # Softmax temperature fitted on dev (1.0 = uncalibrated).
         self.temperature = temperature
+        # Stance predictions scoring under this become `none` (chosen on dev by
+        # `stance train`; 0 = plain argmax).  Scores themselves are unchanged.
+        self.min_score = min_score
         self.backend = backend or TorchBackend(self.model)
 
     # -- labels -----------------------------------------------------------------
@@ -167,6 +171,7 @@ class StanceClassifier:
             temperature=float(getattr(config, "stance_temperature", 1.0)),
             backend=make_backend(backend, path, model),
             config=config,
+            min_score=float(getattr(config, "stance_min_score", 0.0)),
         )
 
     @classmethod
@@ -188,11 +193,13 @@ class StanceClassifier:
             raise StanceError(f"{path}/config.json: no id2label mapping")
         return cls(None, tokenizer, max_length=int(getattr(config, "stance_max_length", 128)),
                    temperature=float(getattr(config, "stance_temperature", 1.0)),
-                   backend=make_backend(backend, path, None), config=config)
+                   backend=make_backend(backend, path, None), config=config,
+                   min_score=float(getattr(config, "stance_min_score", 0.0)))
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.config.stance_max_length = self.max_length
         self.model.config.stance_temperature = self.temperature
+        self.model.config.stance_min_score = self.min_score
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
 
@@ -278,11 +285,16 @@ class StanceClassifier:
                     bar.update(len(rows))
         return out
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64, min_score: float = 0.0) -> list[str]:
+    def predict(self, texts: Sequence[str], batch_size: int = 64, min_score: float | None = None) -> list[str]:
         return self.decide(self.predict_proba(texts, batch_size=batch_size), min_score)
 
-    def decide(self, probs: np.ndarray, min_score: float = 0.0, fallback: str = "none") -> list[str]:
-        """Argmax labels; predictions scoring under ``min_score`` become ``fallback``."""
+    def decide(self, probs: np.ndarray, min_score: float | None = None, fallback: str = "none") -> list[str]:
+        """Argmax labels; predictions scoring under ``min_score`` become ``fallback``.
+
+        ``min_score=None`` uses the model's own threshold (``self.min_score``); 0 is plain argmax.
+        """
+        if min_score is None:
+            min_score = self.min_score
         labels = self.labels
         best = probs.argmax(axis=1)
         out = [labels[i] for i in best]

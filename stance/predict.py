@@ -147,14 +147,15 @@ def predict_articles(
     out: str | Path | None = None,
     fmt: str | None = None,
     batch_size: int = 64,
-    min_score: float = 0.0,
+    min_score: float | None = None,
     window: int = 1024,
     quiet: bool = False,
 ) -> PredictSummary:
     """Classify every sentence of every article in ``inputs``; write one row per sentence.
 
     ``out`` None or "-" writes to stdout.  ``fmt`` defaults to the suffix of
-    ``out`` (``.csv`` -> csv, else jsonl).
+    ``out`` (``.csv`` -> csv, else jsonl).  ``min_score`` None uses the model's
+    own threshold (chosen on dev by ``stance train``); 0 is plain argmax.
     """
     from tqdm import tqdm
 
@@ -162,7 +163,7 @@ def predict_articles(
         fmt = "csv" if out and str(out).lower().endswith(".csv") else "jsonl"
     if fmt not in ("jsonl", "csv"):
         raise StanceError(f"--format: must be jsonl or csv, got {fmt!r}")
-    if not 0.0 <= min_score <= 1.0:
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise StanceError(f"--min-score: must be between 0 and 1, got {min_score}")
     if batch_size < 1:
         raise StanceError(f"--batch-size: must be at least 1, got {batch_size}")

@@ -25,7 +25,7 @@ import numpy as np
 from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
-from stance.evaluate import calibrate, compute_metrics, evaluate_data, plot_confusion
+from stance.evaluate import calibrate, choose_min_score, compute_metrics, evaluate_data, plot_confusion
 from stance.io import atomic_dir, write_json, write_text
 from stance.modeling import StanceClassifier, load_backbone
 
@@ -145,6 +145,8 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
         f"- class weighting: {t.class_weighting}; seed {t.seed}; train time {metrics.get('train_seconds', 0):.0f} s",
         f"- softmax temperature (fitted on dev): {metrics.get('calibration', {}).get('temperature', 1.0)}",
+        f"- stance predictions scoring under {metrics.get('min_score', {}).get('min_score', 0.0)} become `none` "
+        "(chosen on dev; 0 = plain argmax; `transformers.pipeline` does not apply it)",
         "- full resolved config: `stance_config.yaml`",
         "",
         "## Library versions",
@@ -286,6 +288,9 @@ def train(
     if cfg.train.calibrate and dev_data is not None:
         # Temperature scaling on dev, so `score` reads as a probability (labels unchanged).
         metrics["calibration"] = calibrate(clf, dev_data, cfg.train.eval_batch_size)
+    if cfg.train.fit_min_score and dev_data is not None:
+        # After calibration: the threshold is then a probability, and dev (not test) chooses it.
+        metrics["min_score"] = choose_min_score(clf, dev_data, cfg.train.eval_batch_size)
     reports: dict[str, tuple[dict, list]] = {}
     for split, data in (("dev", dev_data), ("test", test_data)):
         if data is not None:

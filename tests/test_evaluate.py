@@ -86,5 +86,46 @@ def test_calibrate_model_dir_keeps_labels(trained_model, tiny_data, tmp_path):
     assert r["dev_logloss_after"] <= r["dev_logloss_before"] + 1e-9
     clf = StanceClassifier.load(m)
     assert clf.temperature == pytest.approx(r["temperature"])
+    assert clf.min_score == r["min_score"]  # the none threshold is chosen again under the new temperature
     after = clf.predict_proba(texts)
     assert (before.argmax(1) == after.argmax(1)).all()
+
+
+def test_fit_min_score_buys_back_precision_and_keeps_argmax_when_it_is_best():
+    from stance.evaluate import fit_min_score
+
+    labels = ["accuse", "deny", "support", "none"]
+    rng = np.random.default_rng(0)
+    gold, rows = [], []
+    for i in range(400):
+        g = labels[i % 4]
+        p = np.full(4, 0.02)
+        if g != "none" or i % 8 < 4:
+            p[labels.index(g)] = 0.94  # confident and right
+        else:
+            p[0] = 0.45 + 0.1 * rng.random()  # unsure accuse calls on none sentences: wrong
+            p[3] = 0.35
+        gold.append(g)
+        rows.append(p / p.sum())
+    probs = np.array(rows)
+    r = fit_min_score(probs, gold, labels)
+    assert 0.5 < r["min_score"] < 0.94
+    assert r["macro_f1_after"] == pytest.approx(1.0)
+    assert r["macro_f1_before"] < 0.95
+
+    right = np.eye(4)[[labels.index(g) for g in gold]] * 0.9 + 0.025
+    assert fit_min_score(right, gold, labels)["min_score"] == 0.0
+
+
+def test_trained_model_keeps_its_dev_threshold(trained_model, tiny_data):
+    from stance.modeling import StanceClassifier
+
+    cfg = json.loads((trained_model / "config.json").read_text())
+    results = json.loads((trained_model / "all_results.json").read_text())
+    assert cfg["stance_min_score"] == results["min_score"]["min_score"]
+    clf = StanceClassifier.load(trained_model)
+    assert clf.min_score == cfg["stance_min_score"]
+    probs = np.array([[0.4, 0.3, 0.2, 0.1], [0.9, 0.05, 0.03, 0.02]])
+    clf.min_score = 0.5
+    assert clf.decide(probs) == ["none", "accuse"]  # the model's own threshold by default
+    assert clf.decide(probs, 0.0) == ["accuse", "accuse"]  # 0 = plain argmax
