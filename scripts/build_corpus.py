@@ -10,6 +10,8 @@ Three steps, each reproducible:
            confusion between passes), apply adjudications for disagreements,
            and write data/annotation/gold.jsonl.
   split    split gold labels by document group into train/dev/test.
+  review   (later rounds) batch the gold rows of one label for a re-read under
+           one guideline rule; merge applies the reviewers' labels.
   extend   (later rounds) write a round's gold labels to data/train_<round>.jsonl,
            after checking that none of its story groups is in dev or test.
 
@@ -161,6 +163,17 @@ def cmd_merge(args: argparse.Namespace) -> None:
                      "confidence": confidence, "stratum": c["stratum"], "agreement": how,
                      "orig_label": c["orig_label"],
                      **{k: c[k] for k in ("model_pred", "model_score") if k in c}})
+    # A one-rule review pass (cmd_review) overrides the labels it re-read.
+    reviewed = {r["id"]: r for f in sorted((ann / "review" / "labels").glob("*.jsonl")) for r in read_jsonl(f)}
+    changed = Counter()
+    for g in gold:
+        r = reviewed.get(g["id"])
+        if r and r["label"] != g["label"]:
+            changed[f"{g['label']}->{r['label']}"] += 1
+            g.update(label=r["label"], confidence=r["confidence"], agreement=f"reviewed ({g['agreement']})")
+    if reviewed:
+        report["review"] = {"reread": len(reviewed), "changed": dict(changed)}
+    gold = [g for g in gold if g["label"] != "skip"]
     gold.sort(key=lambda r: r["id"])
     write_jsonl(ann / "gold.jsonl", gold)
 
@@ -182,6 +195,22 @@ def cmd_merge(args: argparse.Namespace) -> None:
     print("gold counts:", report["gold_counts"])
     if unresolved:
         print(f"{len(unresolved)} disagreements not yet adjudicated -> {ann / 'disagreements.jsonl'}")
+
+
+def cmd_review(args: argparse.Namespace) -> None:
+    """Batches of the gold rows with one label, for a re-read under one guideline rule.
+
+    Reviewers see id, source and text (never a model's guess) and write
+    ``review/labels/<batch>.jsonl``; ``merge`` then applies their labels.
+    """
+    rows = [r for r in read_jsonl(args.ann / "gold.jsonl") if r["label"] == args.label]
+    random.Random(args.seed).shuffle(rows)
+    n = args.n_batches
+    for b in range(n):
+        part = sorted(rows[b::n], key=lambda r: r["id"])
+        write_jsonl(args.ann / "review" / "batches" / f"{args.label}_{b:02d}.jsonl",
+                    [{k: r[k] for k in ("id", "source", "text")} for r in part])
+        print(f"review batch {args.label}_{b:02d}: {len(part)} rows")
 
 
 def story_groups(raw: Path) -> dict[str, str]:
@@ -293,6 +322,10 @@ def main() -> None:
     s = sub.add_parser("supplement")
     s.add_argument("--seed", type=int, default=8)
     sub.add_parser("merge")
+    rv = sub.add_parser("review")
+    rv.add_argument("--label", required=True, choices=LABELS)
+    rv.add_argument("--n-batches", type=int, default=2)
+    rv.add_argument("--seed", type=int, default=13)
     sp = sub.add_parser("split")
     sp.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     sp.add_argument("--seed", type=int, default=11)
@@ -302,7 +335,7 @@ def main() -> None:
     args.ann = ANN / args.round if args.round else ANN
     args.candidates = args.ann / "candidates.jsonl" if args.round else ROOT / "data" / "candidates.jsonl"
     {"batches": cmd_batches, "supplement": cmd_supplement, "merge": cmd_merge, "split": cmd_split,
-     "extend": cmd_extend}[args.cmd](args)
+     "extend": cmd_extend, "review": cmd_review}[args.cmd](args)
 
 
 if __name__ == "__main__":
