@@ -57,3 +57,23 @@ def test_every_gold_label_has_an_annotation():
     for split in SPLITS:
         for line in (DATA / f"{split}.jsonl").read_text().splitlines():
             assert json.loads(line)["id"] in labeled
+
+
+def test_later_rounds_add_train_rows_only(rows):
+    """train_roundN.jsonl: valid rows, each annotated in its round, none in dev/test or any other file."""
+    labels = load_config(Path(__file__).parents[1] / "configs" / "base.yaml").labels
+    held_docs = {r["doc_id"] for s in ("dev", "test") for r in rows[s]}
+    held_texts = {" ".join(r["text"].lower().split()) for s in ("dev", "test") for r in rows[s]}
+    seen_ids = {r["id"] for s in SPLITS for r in rows[s]}
+    files = sorted(DATA.glob("train_round*.jsonl"))
+    assert files
+    for f in files:
+        read_labeled(f, labels)  # raises on any bad row
+        ann = DATA / "annotation" / f.stem.removeprefix("train_") / "labels"
+        labeled = {json.loads(x)["id"] for p in ann.glob("*.jsonl") for x in p.read_text().splitlines()}
+        for line in f.read_text().splitlines():
+            r = json.loads(line)
+            assert set(r) == FIELDS and r["id"] in labeled
+            assert r["doc_id"] not in held_docs and " ".join(r["text"].lower().split()) not in held_texts
+            assert r["id"] not in seen_ids, r["id"]
+            seen_ids.add(r["id"])
