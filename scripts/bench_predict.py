@@ -5,7 +5,8 @@ Same trained model, same real news sentences (BBC politics articles from
 
   A  transformers.pipeline("text-classification", model=DIR, truncation=True)
      called on the list of sentences with batch_size=32 (what a user would write)
-  B  stance predict MODEL ARTICLES   (default settings: reads, splits, classifies, writes)
+  B  stance predict MODEL ARTICLES   (default settings: reads, splits, classifies, writes;
+     with --min-score 0, i.e. argmax labels like A, so agreement compares backends only)
   C  stance predict --backend X      for every backend
 
 Each process is timed from start to exit (imports and model loading included)
@@ -89,7 +90,10 @@ def main() -> None:
                 break
         (work / "sentences.json").write_text(json.dumps(sentences))
         n = len(sentences)
-        stance = [sys.executable, "-m", "stance.cli", "predict", str(args.model), str(arts), "--quiet"]
+        # --min-score 0: plain argmax like the pipeline, so the agreement column measures the
+        # backends alone (the model's dev-chosen none threshold costs no time either way).
+        stance = [sys.executable, "-m", "stance.cli", "predict", str(args.model), str(arts), "--quiet",
+                  "--min-score", "0"]
         runs = {"A pipeline": [sys.executable, "-c", PIPELINE, str(args.model), str(work / "sentences.json"),
                                str(work / "A pipeline.json")],
                 "B stance predict (default)": stance + ["--out", str(work / "B stance predict (default).jsonl")]}

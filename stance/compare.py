@@ -419,9 +419,9 @@ def render_report(
     thr_records, thresholds = threshold_to_none(win_records, dev, test, labels)
     thr = summarize(Setting(f"{winner.name} + threshold", ""), thr_records, labels)
     rows.append((f"MiniLM-L6 {winner.name} as `stance train` ships it: + score threshold → none (chosen on dev, "
-                 f"per seed: {', '.join(f'{t:.2f}' for t in thresholds)}; `train.fit_min_score`)", str(thr.n), _fmt(thr.dev_f1, thr.n),
-                 _fmt(thr.test_f1, thr.n), thr.per_class, thr.test_acc, winner.train_seconds,
-                 winner.sentences_per_second))
+                 f"per seed: {', '.join(f'{t:.2f}' for t in thresholds)}; `train.fit_min_score`)",
+                 str(thr.n), _fmt(thr.dev_f1, thr.n), _fmt(thr.test_f1, thr.n), thr.per_class, thr.test_acc,
+                 winner.train_seconds, winner.sentences_per_second))
     if len(win_records) > 1:
         ens = ensemble(win_records, test, dev, labels)
         rows.append((f"MiniLM-L6 {winner.name}, mean of its {len(win_records)} seeds (ensemble; "
