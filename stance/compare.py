@@ -323,6 +323,30 @@ def ensemble(records: Sequence[dict[str, Any]], test: LabeledData, dev: LabeledD
     return out
 
 
+def paired_bootstrap(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], split: str, data: LabeledData,
+                     labels: list[str], draws: int = 500, seed: int = 0) -> dict[str, float]:
+    """How far resampling the split's sentences moves macro-F1 (mean over each setting's seeds).
+
+    Returns ``sd_a`` (spread of setting a's macro-F1) and the paired difference b - a
+    (``diff``, ``diff_sd``): both settings are scored on the same resampled sentences,
+    so what is left is the evidence the split holds for one over the other.
+    """
+    from sklearn.metrics import f1_score
+
+    index = {lab: i for i, lab in enumerate(labels)}
+    gold = np.array([index[g] for g in data.labels])
+    preds = [[np.asarray(r[f"{split}_probs"]).argmax(1) for r in runs] for runs in (a, b)]
+    rng = np.random.default_rng(seed)
+    fa, diff = [], []
+    for _ in range(draws):
+        i = rng.integers(0, len(gold), len(gold))
+        ma, mb = (float(np.mean([f1_score(gold[i], p[i], labels=range(len(labels)), average="macro",
+                                          zero_division=0) for p in ps])) for ps in preds)
+        fa.append(ma)
+        diff.append(mb - ma)
+    return {"sd_a": float(np.std(fa)), "diff": float(np.mean(diff)), "diff_sd": float(np.std(diff))}
+
+
 def uncalibrated_ece(probs: np.ndarray, temperature: float, gold_ids: np.ndarray) -> float:
     """ECE at temperature 1, recovered from calibrated probabilities (log p * T = logits + const)."""
     z = np.log(np.clip(probs, 1e-12, 1.0)) * temperature
@@ -416,6 +440,11 @@ def render_report(
         rows.append((f"{label}: {s.what}", str(s.n), _fmt(s.dev_f1, s.n), _fmt(s.test_f1, s.n), s.per_class,
                      s.test_acc, s.train_seconds, s.sentences_per_second))
     win_records = by_name[winner.name]
+    # How much dev can tell: the winner against the next best setting on dev, on resampled sentences.
+    others = [x for x in summaries.values() if x is not winner]
+    runner = max(others, key=lambda x: x.dev_f1[0]) if others else None
+    boot = {split: paired_bootstrap(win_records, by_name[runner.name], split, data, labels)
+            for split, data in (("dev", dev), ("test", test))} if runner else {}
     thr_records, thresholds = threshold_to_none(win_records, dev, test, labels)
     thr = summarize(Setting(f"{winner.name} + threshold", ""), thr_records, labels)
     rows.append((f"MiniLM-L6 {winner.name} as `stance train` ships it: + score threshold → none (chosen on dev, "
@@ -513,6 +542,11 @@ def render_report(
         "",
         *table,
         "",
+        *([f"**How much dev can tell.** Resampling the {len(dev):,} dev sentences (bootstrap, 500 draws) moves "
+           f"the winner's macro-F1 by ± {boot['dev']['sd_a']:.3f}. The runner-up on dev, `{runner.name}`, "
+           f"differs from the winner by {boot['dev']['diff']:+.3f} ± {boot['dev']['diff_sd']:.3f} on dev and "
+           f"{boot['test']['diff']:+.3f} ± {boot['test']['diff_sd']:.3f} on test (mean over its seeds minus the "
+           "winner's, scored on the same resampled sentences).", ""] if runner else []),
         f"## Confusion matrix ({winner.name}, seed {ref['seed']}, as shipped: threshold {ref_t:.2f}, test)",
         "",
         f"![confusion matrix]({asset_dir.name}/confusion_test.png)",
@@ -551,5 +585,6 @@ def render_report(
     write_text(out, "\n".join(lines))
     return {"winner": winner.name, "shipped": shipped, "test_f1": winner.test_f1, "dev_f1": winner.dev_f1,
             "shipped_test_f1": thr.test_f1, "thresholds": thresholds,
+            "runner_up": runner.name if runner else None, "bootstrap": boot,
             "train_seconds": winner.train_seconds, "tfidf_test_f1": b, "weakest": weakest,
             "ece_before": ece_before, "ece_after": ece_after}

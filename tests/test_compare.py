@@ -148,3 +148,19 @@ def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, 
     with pytest.raises(StanceError, match=expected):
         adopt_model(cfg_path, model, tmp_path / "runs", seed=seed, settings=settings)
     assert not (tmp_path / "runs").exists()
+
+
+def test_paired_bootstrap_sees_a_real_difference_and_none_between_equals():
+    from stance.compare import paired_bootstrap
+    from stance.data import LabeledData
+
+    labels = ["accuse", "deny", "support", "none"]
+    gold = [labels[i % 4] for i in range(200)]
+    data = LabeledData(path="dev.jsonl", texts=[f"s{i}" for i in range(200)], labels=gold)
+    right = np.eye(4)[[i % 4 for i in range(200)]].tolist()
+    half = [row if i % 2 else np.roll(row, 1).tolist() for i, row in enumerate(right)]  # half wrong
+    a = [{"dev_probs": half}]
+    same = paired_bootstrap(a, a, "dev", data, labels, draws=50)
+    assert same["diff"] == 0 and same["diff_sd"] == 0 and same["sd_a"] > 0
+    better = paired_bootstrap(a, [{"dev_probs": right}], "dev", data, labels, draws=50)
+    assert better["diff"] > 0.4 and better["diff"] > 5 * better["diff_sd"]
