@@ -67,7 +67,7 @@ def train(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Trained model directory.")],
     data: Annotated[list[Path], typer.Argument(help="Labeled JSONL/CSV files with text and label columns.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Report folder [default: MODEL/eval].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder \\[default: MODEL/eval].")] = None,
     text_column: Annotated[str, typer.Option(help="Name of the text column.")] = "text",
     label_column: Annotated[str, typer.Option(help="Name of the label column.")] = "label",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
@@ -92,11 +92,11 @@ def evaluate(
 def predict(
     model: Annotated[Path, typer.Argument(help="Trained model directory.")],
     inputs: Annotated[list[str], typer.Argument(help=".txt/.html files, folders, .jsonl (id, text), or - for stdin.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file [default: stdout].")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv [default: from --out suffix].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file \\[default: stdout].")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv \\[default: from --out suffix].")] = None,
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
     min_score: Annotated[float | None, typer.Option(
-        help="Predictions scoring below this become 'none' [default: the model's, chosen on dev; 0 = argmax].",
+        help="Predictions scoring below this become 'none' \\[default: the model's, chosen on dev; 0 = argmax].",
         show_default=False)] = None,
     backend: Backend = "auto",
     quiet: Quiet = False,
@@ -119,7 +119,7 @@ def export(
     onnx: Annotated[bool, typer.Option("--onnx", help="Write MODEL/onnx/model.onnx.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write a dynamically quantized int8 ONNX model.")] = False,
     data: Annotated[Path | None, typer.Option(help="Labeled file to measure agreement and speed on "
-                                                  "[default: the model's test split].")] = None,
+                                                  "\\[default: the model's test split].")] = None,
 ) -> None:
     """Export ONNX (and int8) backends and measure their agreement with fp32."""
     from stance.export import export as run_export
@@ -133,7 +133,7 @@ def export(
 @_user_errors
 def calibrate(
     model: Annotated[Path, typer.Argument(help="Trained model directory.")],
-    data: Annotated[Path | None, typer.Option(help="Labeled dev file [default: the model's dev split].")] = None,
+    data: Annotated[Path | None, typer.Option(help="Labeled dev file \\[default: the model's dev split].")] = None,
 ) -> None:
     """Fit a softmax temperature on dev data so scores read as probabilities (argmax labels unchanged)."""
     from stance.evaluate import calibrate_model_dir

@@ -157,3 +157,10 @@ def test_export_then_predict_with_each_backend(trained_model, tiny_data, tmp_pat
         labels[backend] = [json.loads(x)["label"] for x in r.stdout.splitlines()]
     assert labels["torch"] == labels["onnx"] == labels["auto"]
     assert_one_line_error(run("export", m), "nothing to do; pass --onnx")
+
+
+def test_help_shows_the_defaults_written_in_brackets():
+    # Rich reads "[...]" as markup and would silently drop these unless escaped.
+    r = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "300"})  # wide: no wrapped help lines
+    text = " ".join(r.output.split())
+    assert "[default: stdout]" in text and "[default: the model's, chosen on dev" in text

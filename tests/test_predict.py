@@ -29,7 +29,9 @@ def test_rows_have_offsets_and_scores(clf, tmp_path):
         assert ARTICLE[r["start"]:r["end"]] == r["text"]
         assert r["sent_idx"] == i and r["doc_id"] == str(art)
         assert set(r["scores"]) == set(clf.labels)
-        assert r["label"] == max(r["scores"], key=r["scores"].get)
+        top = max(r["scores"], key=r["scores"].get)
+        # Argmax, unless the model's own dev-chosen threshold sends an unsure stance to none.
+        assert r["label"] == top or (r["label"] == "none" and r["scores"][top] < clf.min_score)
         assert r["score"] == pytest.approx(max(r["scores"].values()), abs=1e-4)
     assert rows[1]["text"].startswith("The U.S. Sen. Jane Roe (D-Mass.)")
 
@@ -100,3 +102,15 @@ def test_missing_input_and_broken_jsonl_do_not_clobber_output(clf, tmp_path):
         predict_articles(clf, [str(bad)], out=out, quiet=True)
     assert out.read_text() == "previous results\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "o.jsonl"]
+
+
+def test_the_models_own_threshold_applies_unless_overridden(trained_model, tmp_path):
+    art = tmp_path / "a.txt"
+    art.write_text(ARTICLE)
+    clf = StanceClassifier.load(trained_model)
+    clf.min_score = 1.0  # as if dev had chosen a threshold nothing reaches
+    predict_articles(clf, [str(art)], out=tmp_path / "own.jsonl", quiet=True)
+    assert {r["label"] for r in read_jsonl(tmp_path / "own.jsonl")} == {"none"}
+    predict_articles(clf, [str(art)], out=tmp_path / "argmax.jsonl", min_score=0.0, quiet=True)
+    rows = read_jsonl(tmp_path / "argmax.jsonl")
+    assert [r["label"] for r in rows] == [max(r["scores"], key=r["scores"].get) for r in rows]
