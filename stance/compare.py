@@ -29,6 +29,7 @@ from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import compute_metrics, expected_calibration_error, fit_min_score, plot_confusion
 from stance.io import atomic_open, write_json, write_text
+from stance.modeling import decide_labels
 
 TIME_BUDGET_S = 15 * 60  # the default recipe must train within this on 2 CPU cores
 
@@ -294,13 +295,6 @@ def threshold_to_none(records: Sequence[dict[str, Any]], dev: LabeledData, test:
     has one, otherwise the same choice (``fit_min_score``) made from its dev
     probabilities.
     """
-    none = labels.index("none")
-
-    def decide(probs: np.ndarray, t: float) -> list[str]:
-        best = probs.argmax(1)
-        best = np.where(probs.max(1) < t, none, best)
-        return [labels[i] for i in best]
-
     out, chosen = [], []
     for r in records:
         dp, tp = np.asarray(r["dev_probs"]), np.asarray(r["test_probs"])
@@ -308,8 +302,8 @@ def threshold_to_none(records: Sequence[dict[str, Any]], dev: LabeledData, test:
         if t is None:
             t = fit_min_score(dp, dev.labels, labels)["min_score"]
         chosen.append(float(t))
-        out.append({**r, "dev": compute_metrics(dev.labels, decide(dp, t), labels),
-                    "test": compute_metrics(test.labels, decide(tp, t), labels)})
+        out.append({**r, "dev": compute_metrics(dev.labels, decide_labels(dp, labels, t), labels),
+                    "test": compute_metrics(test.labels, decide_labels(tp, labels, t), labels)})
     return out, chosen
 
 
@@ -496,7 +490,7 @@ def render_report(
 
     # The most confident errors of the reference run.
     conf = tp.max(1)
-    pred = np.where(conf < ref_t, index["none"], tp.argmax(1)) if "none" in index else tp.argmax(1)
+    pred = np.array([index[lab] for lab in decide_labels(tp, labels, ref_t)])
     wrong = np.where(pred != gold)[0]
     top = wrong[np.argsort(-conf[wrong], kind="stable")][:20]
     err_lines = ["| # | sentence | gold | predicted | score | reading |", "|---|---|---|---|---|---|"]

@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.io import atomic_open, write_json
+from stance.modeling import decide_labels
 
 
 def expected_calibration_error(probs: np.ndarray, gold_ids: np.ndarray, n_bins: int = 15) -> float:
@@ -228,14 +229,8 @@ def fit_min_score(probs: np.ndarray, gold: Sequence[str], labels: Sequence[str],
     labels = list(labels)
     if fallback not in labels:
         return {"min_score": 0.0, "macro_f1_before": float("nan"), "macro_f1_after": float("nan")}
-    fb = labels.index(fallback)
-    best, top = probs.argmax(axis=1), probs.max(axis=1)
-
-    def f1(t: float) -> float:
-        pred = np.where(top < t, fb, best) if t > 0 else best
-        return compute_metrics(list(gold), [labels[i] for i in pred], labels)["macro_f1"]
-
-    scores = [f1(t) for t in MIN_SCORE_GRID]
+    scores = [compute_metrics(list(gold), decide_labels(probs, labels, t, fallback), labels)["macro_f1"]
+              for t in MIN_SCORE_GRID]
     i = int(np.argmax(scores))
     return {"min_score": float(MIN_SCORE_GRID[i]), "macro_f1_before": scores[0], "macro_f1_after": scores[i]}
 

@@ -83,6 +83,20 @@ def check_model_dir(path: str | Path) -> Path:
     return path
 
 
+def decide_labels(probs: np.ndarray, labels: Sequence[str], min_score: float = 0.0,
+                  fallback: str = "none") -> list[str]:
+    """Argmax labels; predictions whose top score is under ``min_score`` become ``fallback``.
+
+    The one place this rule lives: `stance predict`, `stance evaluate`, the
+    dev fit of the threshold (``evaluate.fit_min_score``) and the comparison
+    report all call it, so they cannot drift apart.
+    """
+    best = probs.argmax(axis=1)
+    if min_score > 0 and fallback in labels:
+        best = np.where(probs.max(axis=1) < min_score, list(labels).index(fallback), best)
+    return [labels[i] for i in best]
+
+
 class StanceClassifier:
     """Classify sentences as the labels of a trained model.
 
@@ -293,12 +307,4 @@ class StanceClassifier:
 
         ``min_score=None`` uses the model's own threshold (``self.min_score``); 0 is plain argmax.
         """
-        if min_score is None:
-            min_score = self.min_score
-        labels = self.labels
-        best = probs.argmax(axis=1)
-        out = [labels[i] for i in best]
-        if min_score > 0 and fallback in labels:
-            low = probs[np.arange(len(best)), best] < min_score
-            out = [fallback if lo else lab for lab, lo in zip(out, low)]
-        return out
+        return decide_labels(probs, self.labels, self.min_score if min_score is None else min_score, fallback)
