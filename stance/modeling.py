@@ -72,6 +72,30 @@ def load_backbone(name_or_path: str, labels: list[str]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def freeze_bottom(model: Any, n_layers: int, embeddings: bool = True) -> None:
+    """Stop training the embeddings and the first ``n_layers`` transformer layers.
+
+    Works for encoders that keep their layers in ``encoder.layer`` (BERT, RoBERTa,
+    MiniLM, DeBERTa, ELECTRA) or ``transformer.layer`` (DistilBERT).
+    """
+    base = model.base_model
+    if embeddings or n_layers > 0:
+        for p in base.embeddings.parameters():
+            p.requires_grad = False
+    if n_layers == 0:
+        return
+    stack = getattr(getattr(base, "encoder", None), "layer", None)
+    if stack is None:
+        stack = getattr(getattr(base, "transformer", None), "layer", None)
+    if stack is None:
+        raise StanceError(f"model.freeze_layers: cannot find the transformer layers of {type(base).__name__}")
+    if n_layers > len(stack):
+        raise StanceError(f"model.freeze_layers: {n_layers} is more than the backbone's {len(stack)} layers")
+    for layer in stack[:n_layers]:
+        for p in layer.parameters():
+            p.requires_grad = False
+
+
 def check_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():

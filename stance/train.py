@@ -27,7 +27,7 @@ from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import calibrate, choose_min_score, compute_metrics, evaluate_data, plot_confusion
 from stance.io import atomic_dir, write_json, write_text
-from stance.modeling import StanceClassifier, load_backbone
+from stance.modeling import StanceClassifier, freeze_bottom, load_backbone
 
 
 def _class_weights(labels: list[str], train: LabeledData) -> list[float]:
@@ -140,7 +140,7 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         "## Training",
         "",
         f"- backbone: `{cfg.model.name_or_path}`, max_length {cfg.model.max_length}, "
-        f"freeze_embeddings {cfg.model.freeze_embeddings}",
+        f"freeze_embeddings {cfg.model.freeze_embeddings}, freeze_layers {cfg.model.freeze_layers}",
         f"- epochs {t.epochs} (best epoch by dev macro-F1: {metrics.get('best_epoch')}), batch size {t.batch_size}, "
         f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
         f"- class weighting: {t.class_weighting}; seed {t.seed}; train time {metrics.get('train_seconds', 0):.0f} s",
@@ -189,9 +189,8 @@ def train(
 
     # -- model ------------------------------------------------------------------
     model, tokenizer = load_backbone(cfg.model.name_or_path, labels)
-    if cfg.model.freeze_embeddings:
-        for p in model.base_model.embeddings.parameters():
-            p.requires_grad = False
+    if cfg.model.freeze_embeddings or cfg.model.freeze_layers:
+        freeze_bottom(model, cfg.model.freeze_layers, embeddings=cfg.model.freeze_embeddings)
 
     label2id = {lab: i for i, lab in enumerate(labels)}
 

@@ -142,3 +142,33 @@ def test_length_grouped_batches_hold_similar_lengths(tmp_path, tiny_backbone, ti
     random_spread, grouped_spread = seen[: len(seen) // 2], seen[len(seen) // 2:]
     # Padding waste is the length spread inside a batch.
     assert sum(grouped_spread) < sum(random_spread) / 2
+
+
+def test_freeze_layers_keeps_bottom_weights_and_trains_the_rest(tmp_path, tiny_backbone, tiny_data):
+    from safetensors.torch import load_file
+
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "frozen")
+    d["model"]["freeze_layers"] = 1
+    d["train"]["epochs"] = 1
+    train(config_from_dict(d), quiet=True)
+    before = load_file(tiny_backbone / "model.safetensors")
+    after = load_file(tmp_path / "frozen" / "model.safetensors")
+
+    def same(suffix: str) -> bool:
+        a = next(v for k, v in after.items() if k.endswith(suffix))
+        b = next(v for k, v in before.items() if k.endswith(suffix))
+        return bool((a == b).all())
+
+    # Embeddings and layer 0 are the backbone's bytes; layer 1 moved.
+    assert same("embeddings.word_embeddings.weight")
+    assert same("encoder.layer.0.attention.self.query.weight")
+    assert same("encoder.layer.0.output.dense.weight")
+    assert not same("encoder.layer.1.attention.self.query.weight")
+
+
+def test_freeze_more_layers_than_the_backbone_has_is_a_config_error(tmp_path, tiny_backbone, tiny_data):
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m")
+    d["model"]["freeze_layers"] = 3  # the tiny backbone has 2
+    with pytest.raises(StanceError, match="model.freeze_layers: 3 is more than the backbone's 2 layers"):
+        train(config_from_dict(d), quiet=True)
+    assert not (tmp_path / "m").exists()
