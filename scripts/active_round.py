@@ -28,6 +28,15 @@ number in docs/results.md, so most of its draw is the model's accuse calls:
         --quota active_accuse=900 --quota active_deny=250 --quota active_support=250 \
         --quota active_uncertain=400
     python scripts/build_corpus.py --round round3 batches --n-batches 6 --double 30
+
+Round 4 (model: rounds 1-3, seed 42) aims at accuse recall, which round 3 traded
+for precision (dev recall 0.57-0.60), so most of its draw is the `none` calls the
+model is least sure of (where missed accusations hide).  Only 84 sentences of the
+17,755 left are predicted support, and all of them are taken:
+    python scripts/active_round.py --model models/stance-minilm-r3 --round round4 \
+        --quota active_accuse=500 --quota active_deny=200 --quota active_support=350 \
+        --quota active_uncertain=1000
+    python scripts/build_corpus.py --round round4 batches --n-batches 7 --double 26
 """
 
 from __future__ import annotations
