@@ -73,6 +73,10 @@ class TrainConfig:
     # group_by_length batches sentences of similar length (news sentences vary
     # 10-140 tokens, so random batches are ~55% padding); random = plain shuffle.
     sampling: str = "group_by_length"
+    # Average the weights of the last N epoch-end checkpoints and keep the average
+    # instead of the best single epoch (0 = off).  Checkpoints of one fine-tuning run
+    # lie in one basin, so their mean behaves like a cheap ensemble at no inference cost.
+    average_last: int = 0
 
 
 @dataclass
@@ -185,6 +189,8 @@ def _validate(cfg: Config, file: str) -> None:
         raise StanceError(f"{file}: train.train_fraction: must be in (0, 1], got {cfg.train.train_fraction}")
     if cfg.train.early_stopping_patience < 0:
         raise StanceError(f"{file}: train.early_stopping_patience: must be >= 0")
+    if cfg.train.average_last < 0 or cfg.train.average_last == 1:
+        raise StanceError(f"{file}: train.average_last: must be 0 (off) or >= 2, got {cfg.train.average_last}")
     if cfg.model.freeze_layers < 0:
         raise StanceError(f"{file}: model.freeze_layers: must be >= 0, got {cfg.model.freeze_layers}")
 

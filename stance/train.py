@@ -141,7 +141,10 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         "",
         f"- backbone: `{cfg.model.name_or_path}`, max_length {cfg.model.max_length}, "
         f"freeze_embeddings {cfg.model.freeze_embeddings}, freeze_layers {cfg.model.freeze_layers}",
-        f"- epochs {t.epochs} (best epoch by dev macro-F1: {metrics.get('best_epoch')}), batch size {t.batch_size}, "
+        f"- epochs {t.epochs} (" + (f"weights averaged over {', '.join(metrics['averaged_checkpoints'])}"
+                                     if metrics.get("averaged_checkpoints") else
+                                     f"best epoch by dev macro-F1: {metrics.get('best_epoch')}")
+        + f"), batch size {t.batch_size}, "
         f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
         f"- class weighting: {t.class_weighting}; seed {t.seed}; train time {metrics.get('train_seconds', 0):.0f} s",
         f"- softmax temperature (fitted on dev): {metrics.get('calibration', {}).get('temperature', 1.0)}",
@@ -155,6 +158,30 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         "",
     ]
     return "\n".join(lines)
+
+
+def average_checkpoints(model: Any, ckpt_dir: Path, n: int) -> list[str]:
+    """Load into ``model`` the mean weights of the last ``n`` checkpoints in ``ckpt_dir``; return their names."""
+    import torch
+    from safetensors.torch import load_file
+
+    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[-n:]
+    if len(ckpts) < n:
+        raise StanceError(f"train.average_last: {n} checkpoints asked for, training saved {len(ckpts)}")
+    total: dict[str, torch.Tensor] = {}
+    for ckpt in ckpts:
+        for key, value in load_file(ckpt / "model.safetensors").items():
+            # Integer buffers (position ids) are equal in every checkpoint: keep one.
+            if value.is_floating_point():
+                total[key] = total[key] + value.double() if key in total else value.double()
+            else:
+                total.setdefault(key, value)
+    state = {k: (v / len(ckpts)).float() if v.is_floating_point() else v for k, v in total.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    trainable = {k for k, _ in model.named_parameters()}
+    if unexpected or trainable & set(missing):
+        raise StanceError(f"train.average_last: checkpoints do not match the model ({(unexpected or missing)[:3]})")
+    return [p.name for p in ckpts]
 
 
 def train(
@@ -229,8 +256,9 @@ def train(
         lr_scheduler_type=cfg.train.lr_scheduler,
         eval_strategy="epoch" if has_dev else "no",
         save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=has_dev,
+        # Averaging needs every epoch's checkpoint; otherwise keep the best and the latest.
+        save_total_limit=None if cfg.train.average_last else 2,
+        load_best_model_at_end=has_dev and not cfg.train.average_last,
         metric_for_best_model="macro_f1" if has_dev else None,
         greater_is_better=True,
         logging_strategy="epoch",
@@ -241,7 +269,8 @@ def train(
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     callbacks = []
-    if has_dev and cfg.train.early_stopping_patience > 0:
+    # Averaging keeps the last epochs whatever dev says of each one, so it trains them all.
+    if has_dev and cfg.train.early_stopping_patience > 0 and not cfg.train.average_last:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     weights = _class_weights(labels, train_data) if cfg.train.class_weighting == "balanced" else None
     trainer = _make_trainer_class()(
@@ -284,6 +313,8 @@ def train(
         best_epoch = next((h["epoch"] for h in trainer.state.log_history
                            if h.get("step") == step and "eval_macro_f1" in h), None)
     metrics["best_epoch"] = best_epoch
+    if cfg.train.average_last:
+        metrics["averaged_checkpoints"] = average_checkpoints(trainer.model, ckpt_dir, cfg.train.average_last)
     if cfg.train.calibrate and dev_data is not None:
         # Temperature scaling on dev, so `score` reads as a probability (labels unchanged).
         metrics["calibration"] = calibrate(clf, dev_data, cfg.train.eval_batch_size)

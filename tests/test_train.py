@@ -172,3 +172,25 @@ def test_freeze_more_layers_than_the_backbone_has_is_a_config_error(tmp_path, ti
     with pytest.raises(StanceError, match="model.freeze_layers: 3 is more than the backbone's 2 layers"):
         train(config_from_dict(d), quiet=True)
     assert not (tmp_path / "m").exists()
+
+
+def test_average_last_keeps_the_mean_of_the_last_checkpoints(tmp_path, tiny_backbone, tiny_data, monkeypatch):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    # Keep the checkpoints that training would delete, to compare against them.
+    monkeypatch.setattr("stance.train.shutil.rmtree", lambda *a, **k: None)
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "avg")
+    d["train"].update(epochs=3, average_last=2)
+    metrics = train(config_from_dict(d), quiet=True)
+    ckpts = sorted((tmp_path / "avg.checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    assert len(ckpts) == 3  # every epoch kept, none stopped early
+    assert metrics["averaged_checkpoints"] == [p.name for p in ckpts[-2:]]
+    a, b = (load_file(p / "model.safetensors") for p in ckpts[-2:])
+    saved = load_file(tmp_path / "avg" / "model.safetensors")
+    key = "bert.encoder.layer.1.output.dense.weight"
+    assert not (a[key] == b[key]).all()  # the two epochs differ, so the mean is a new point
+    assert (saved[key] - (a[key] + b[key]) / 2).abs().max() < 1e-6
+    assert "weights averaged over" in (tmp_path / "avg" / "README.md").read_text()
+    shutil.rmtree(tmp_path / "avg.checkpoints")
