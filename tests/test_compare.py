@@ -72,6 +72,15 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
     wrong = sum(g != p for g, p in zip(test.labels, pred))
     assert len(errors) == min(20, wrong)
 
+    # A setting over the time budget is neither the winner nor the runner-up, however good on dev.
+    over = [dict(r, setting="over", train_seconds=10_000.0, dev=dict(r["dev"], macro_f1=1.0))
+            for r in records if r["setting"] == "default"]
+    facts2 = render_report([*settings, Setting("over", "too slow", seeds=(1, 2))], records + over, baselines,
+                           dev, test, LABELS, out, shipped="default")
+    assert facts2["winner"] == facts["winner"]
+    runner = ({"default", "slow-lr"} - {facts["winner"]}).pop()
+    assert f"within the time budget, `{runner}`" in out.read_text()
+
 
 def test_threshold_maps_low_scores_to_none_and_is_chosen_on_dev():
     from stance.data import LabeledData
