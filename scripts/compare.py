@@ -3,7 +3,9 @@
   baselines     keyword rule; TF-IDF (word + char n-grams) + logistic regression tuned on dev
   settings      MiniLM-L6 with configs/base.yaml and one change each (class weights,
                 frozen embeddings, max_length, learning rate, epochs) on the round-1
-                train split, and the default recipe on rounds 1 + 2 and 1-3; seeds 42/43/44
+                train split, and the default recipe on rounds 1 + 2 and 1-3; seeds 42/43/44.
+                Rounds 1-4 in 4 epochs (3 seeds), and four single-seed probes: frozen lower
+                layers on rounds 1-3, rounds 1-4 in 5 epochs (over budget), checkpoint averaging
   post-hoc      confidence threshold -> none (chosen on dev, as `stance train` ships it),
                 mean of the seeds, paired bootstrap of the winner against the runner-up
   curve         default recipe on 10/25/50% of round-1 train (seed 42), on all of it and
@@ -11,7 +13,7 @@
 
 Each transformer run is cached as docs/results/runs/<setting>-s<seed>.json, so an
 interrupted sweep continues and the report re-renders without training
-(--report-only).  A full sweep trains 27 models: about 4.5 to 5 hours on 2 CPU cores.
+(--report-only).  A full sweep trains 33 models: about 6 to 6.5 hours on 2 CPU cores.
 
     python scripts/compare.py                       # train what is missing, write the report
     python scripts/compare.py --only default        # just these settings (then the report)

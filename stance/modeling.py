@@ -73,7 +73,9 @@ def load_backbone(name_or_path: str, labels: list[str]) -> tuple[Any, Any]:
 
 
 def freeze_bottom(model: Any, n_layers: int, embeddings: bool = True) -> None:
-    """Stop training the embeddings and the first ``n_layers`` transformer layers.
+    """Stop training the embeddings (if ``embeddings`` or ``n_layers`` > 0) and the first ``n_layers`` layers.
+
+    With neither, it changes nothing.
 
     Works for encoders that keep their layers in ``encoder.layer`` (BERT, RoBERTa,
     MiniLM, DeBERTa, ELECTRA) or ``transformer.layer`` (DistilBERT).

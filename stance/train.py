@@ -136,15 +136,15 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
             lines.append(f"| {name} | {m['agreement']:.2%} | {m['sentences_per_second']:.0f} |")
         lines.append("")
     t = cfg.train
+    averaged = metrics.get("averaged_checkpoints")
+    kept = (f"weights averaged over {', '.join(averaged)}" if averaged
+            else f"best epoch by dev macro-F1: {metrics.get('best_epoch')}")
     lines += [
         "## Training",
         "",
         f"- backbone: `{cfg.model.name_or_path}`, max_length {cfg.model.max_length}, "
         f"freeze_embeddings {cfg.model.freeze_embeddings}, freeze_layers {cfg.model.freeze_layers}",
-        f"- epochs {t.epochs} (" + (f"weights averaged over {', '.join(metrics['averaged_checkpoints'])}"
-                                     if metrics.get("averaged_checkpoints") else
-                                     f"best epoch by dev macro-F1: {metrics.get('best_epoch')}")
-        + f"), batch size {t.batch_size}, "
+        f"- epochs {t.epochs} ({kept}), batch size {t.batch_size}, "
         f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
         f"- class weighting: {t.class_weighting}; seed {t.seed}; train time {metrics.get('train_seconds', 0):.0f} s",
         f"- softmax temperature (fitted on dev): {metrics.get('calibration', {}).get('temperature', 1.0)}",
@@ -216,8 +216,7 @@ def train(
 
     # -- model ------------------------------------------------------------------
     model, tokenizer = load_backbone(cfg.model.name_or_path, labels)
-    if cfg.model.freeze_embeddings or cfg.model.freeze_layers:
-        freeze_bottom(model, cfg.model.freeze_layers, embeddings=cfg.model.freeze_embeddings)
+    freeze_bottom(model, cfg.model.freeze_layers, embeddings=cfg.model.freeze_embeddings)
 
     label2id = {lab: i for i, lab in enumerate(labels)}
 
