@@ -37,6 +37,15 @@ model is least sure of (where missed accusations hide).  Only 84 sentences of th
         --quota active_accuse=500 --quota active_deny=200 --quota active_support=350 \
         --quota active_uncertain=1000
     python scripts/build_corpus.py --round round4 batches --n-batches 7 --double 26
+
+Round 5 (model: rounds 1-4, seed 42, trained in bf16 with the default recipe) aims at
+accuse again, the weakest label (dev recall 0.58).  Every accuse call left is taken
+(474), with the 900 least-sure `none` calls; only 33 support calls are left:
+    stance export models/probe-bf16-r4 --onnx
+    python scripts/active_round.py --model models/probe-bf16-r4 --round round5 \
+        --quota active_accuse=600 --quota active_deny=200 --quota active_support=350 \
+        --quota active_uncertain=900
+    python scripts/build_corpus.py --round round5 batches --n-batches 6 --double 27
 """
 
 from __future__ import annotations
