@@ -56,29 +56,41 @@ ROUNDS_1_2 = f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl]"
 ROUNDS_1_3 = f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl, data/train_round3.jsonl]"
 ROUNDS_1_4 = (f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl, data/train_round3.jsonl, "
               "data/train_round4.jsonl]")
+ROUNDS_1_5 = (f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl, data/train_round3.jsonl, "
+              "data/train_round4.jsonl, data/train_round5.jsonl]")
+# Every setting measured before train.precision existed ran in fp32, pinned so that it
+# reruns as measured; the bf16 settings ask for bfloat16 explicitly.
+FP32 = "train.precision=fp32"
+BF16 = "train.precision=bf16"
 SETTINGS: tuple[Setting, ...] = (
-    Setting("default", "default recipe, round-1 train (5,032 rows)", (ROUND1,), curve=True),
+    Setting("default", "default recipe, round-1 train (5,032 rows)", (ROUND1, FP32), curve=True),
     Setting("no-class-weights", "plain cross-entropy instead of inverse-frequency class weights",
-            (ROUND1, "train.class_weighting=none")),
-    Setting("epochs-3", "3 epochs instead of 5", (ROUND1, "train.epochs=3")),
-    Setting("frozen-embeddings", "word/position embeddings frozen", (ROUND1, "model.freeze_embeddings=true")),
+            (ROUND1, FP32, "train.class_weighting=none")),
+    Setting("epochs-3", "3 epochs instead of 5", (ROUND1, FP32, "train.epochs=3")),
+    Setting("frozen-embeddings", "word/position embeddings frozen", (ROUND1, FP32, "model.freeze_embeddings=true")),
     Setting("max-length-64", "sentences truncated at 64 tokens (2.6% of train is longer)",
-            (ROUND1, "model.max_length=64")),
-    Setting("lr-5e-5", "learning rate 5e-5 instead of 1e-4", (ROUND1, "train.learning_rate=5e-5")),
+            (ROUND1, FP32, "model.max_length=64")),
+    Setting("lr-5e-5", "learning rate 5e-5 instead of 1e-4", (ROUND1, FP32, "train.learning_rate=5e-5")),
     Setting("default+round2", "default recipe, round-1 + round-2 train (active learning, see data/README.md)",
-            (ROUNDS_1_2,), curve=True),
+            (ROUNDS_1_2, FP32), curve=True),
     Setting("default+round3", "default recipe, rounds 1-3 train (round 3 aimed at accuse precision, "
-            "see data/README.md)", (ROUNDS_1_3,), curve=True),
+            "see data/README.md)", (ROUNDS_1_3, FP32), curve=True),
     Setting("freeze-2+round3", "rounds 1-3 train, embeddings and the first 2 of 6 layers frozen "
             "(model.freeze_layers=2; one seed: it lost a point on dev and on test)",
-            (ROUNDS_1_3, "model.freeze_layers=2"), seeds=(42,)),
+            (ROUNDS_1_3, FP32, "model.freeze_layers=2"), seeds=(42,)),
     Setting("epochs-4+round4", "rounds 1-4 train (round 4 aimed at accuse recall), 4 epochs so that "
-            "it fits the time budget", (ROUNDS_1_4, "train.epochs=4")),
+            "it fits the time budget", (ROUNDS_1_4, FP32, "train.epochs=4")),
     Setting("default+round4", "default recipe (5 epochs), rounds 1-4 train: over the time budget, "
-            "one seed, to see what the round-4 rows do untrimmed", (ROUNDS_1_4,), seeds=(42,)),
+            "one seed, to see what the round-4 rows do untrimmed", (ROUNDS_1_4, FP32), seeds=(42,)),
     Setting("avg-3+round4", "as epochs-4+round4, keeping the mean weights of the last 3 epoch checkpoints "
             "(train.average_last=3) instead of the best epoch; one seed: it lost 3 points on dev",
-            (ROUNDS_1_4, "train.epochs=4", "train.average_last=3"), seeds=(42,)),
+            (ROUNDS_1_4, FP32, "train.epochs=4", "train.average_last=3"), seeds=(42,)),
+    Setting("bf16+round2", "default+round2 trained in bfloat16 (train.precision=bf16), one seed: "
+            "what bf16 arithmetic alone costs or gains", (ROUNDS_1_2, BF16), seeds=(42,)),
+    Setting("bf16+round4", "default recipe (5 epochs), rounds 1-4 train, in bfloat16 (train.precision=bf16), "
+            "which brings it within the time budget", (ROUNDS_1_4, BF16)),
+    Setting("bf16+round5", "default recipe (5 epochs), rounds 1-5 train (round 5 drawn by the bf16+round4 "
+            "model, aimed at accuse), in bfloat16", (ROUNDS_1_5, BF16)),
 )
 # Learning curve: the default recipe on stratified fractions of round-1 train, one seed.
 CURVE_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5)
@@ -86,7 +98,7 @@ CURVE_FRACTIONS: tuple[float, ...] = (0.1, 0.25, 0.5)
 
 def curve_settings(fractions: Sequence[float] = CURVE_FRACTIONS) -> list[Setting]:
     return [Setting(f"train-{round(f * 100)}pct", f"default recipe on {f:.0%} of round-1 train",
-                    (ROUND1, f"train.train_fraction={f}"), seeds=(42,), curve=True) for f in fractions]
+                    (ROUND1, FP32, f"train.train_fraction={f}"), seeds=(42,), curve=True) for f in fractions]
 
 
 def _rounded(probs: np.ndarray) -> list[list[float]]:
@@ -132,6 +144,12 @@ def _comparable(cfg: Any) -> dict[str, Any]:
     d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
     d.pop("output_dir", None)
     d["model"].pop("export_onnx", None)
+    # Models saved before train.precision existed trained in fp32; `auto` is compared
+    # as what it means on this machine.
+    from stance.train import resolve_precision
+
+    d["train"] = {**d.get("train", {})}
+    d["train"]["precision"] = resolve_precision(d["train"].get("precision", "fp32"))
     return d
 
 

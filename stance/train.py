@@ -73,6 +73,37 @@ def _make_trainer_class():
     return WeightedTrainer
 
 
+def _cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bfloat16 in hardware (x86 avx512_bf16 or AMX).
+
+    Elsewhere torch emulates bf16 matmuls, which is slower than fp32, so ``auto``
+    must not pick it.  Only Linux exposes the flags; other systems read as False.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """``train.precision`` as the run will use it: ``fp32`` or ``bf16`` (``auto`` resolved)."""
+    import torch
+
+    if torch.cuda.is_available():
+        native = torch.cuda.is_bf16_supported()
+        where = "this GPU"
+    else:
+        native = _cpu_has_native_bf16()
+        where = "this CPU"
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and torch.cuda.is_available() and not native:
+        raise StanceError(f"train.precision: bf16: {where} has no bfloat16 support; use fp32 or auto")
+    return precision
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -146,7 +177,9 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         f"freeze_embeddings {cfg.model.freeze_embeddings}, freeze_layers {cfg.model.freeze_layers}",
         f"- epochs {t.epochs} ({kept}), batch size {t.batch_size}, "
         f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
-        f"- class weighting: {t.class_weighting}; seed {t.seed}; train time {metrics.get('train_seconds', 0):.0f} s",
+        f"- class weighting: {t.class_weighting}; seed {t.seed}; "
+        f"precision {metrics.get('precision', 'fp32')} (saved weights are fp32); "
+        f"train time {metrics.get('train_seconds', 0):.0f} s",
         f"- softmax temperature (fitted on dev): {metrics.get('calibration', {}).get('temperature', 1.0)}",
         f"- stance predictions scoring under {metrics.get('min_score', {}).get('min_score', 0.0)} become `none` "
         "(chosen on dev; 0 = plain argmax; `transformers.pipeline` does not apply it)",
@@ -243,6 +276,7 @@ def train(
         return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"]}
 
     has_dev = dev_ds is not None
+    precision = resolve_precision(cfg.train.precision)
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=cfg.train.batch_size,
@@ -266,6 +300,9 @@ def train(
         report_to="none",
         disable_tqdm=quiet,
         dataloader_pin_memory=torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        # transformers refuses bf16 without a GPU unless told the CPU is meant.
+        use_cpu=precision == "bf16" and not torch.cuda.is_available(),
     )
     callbacks = []
     # Averaging keeps the last epochs whatever dev says of each one, so it trains them all.
@@ -301,7 +338,7 @@ def train(
     train_seconds = time.perf_counter() - t0
 
     # -- evaluate the kept (best) model on held-out data --------------------------
-    metrics: dict[str, Any] = {"train_seconds": train_seconds, "train_rows": len(train_data)}
+    metrics: dict[str, Any] = {"train_seconds": train_seconds, "train_rows": len(train_data), "precision": precision}
     if not trainer.is_world_process_zero():
         return metrics  # under torchrun, only rank 0 evaluates and writes
     clf = StanceClassifier(trainer.model, tokenizer, max_length=cfg.model.max_length)

@@ -140,6 +140,25 @@ def test_matching_setting_finds_the_shipped_recipe(tmp_path, tiny_backbone, tiny
     assert matching_setting(cfg_path, load_config(cfg_path, ["train.epochs=9"]).to_dict(), settings, seed) is None
 
 
+def test_matching_setting_reads_precision_as_the_run_used_it(tmp_path, tiny_backbone, tiny_data, monkeypatch):
+    from stance.compare import matching_setting
+    from stance.config import load_config
+
+    cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
+    settings = [Setting("fp32", "fp32", ("train.precision=fp32",)), Setting("bf16", "bf16", ("train.precision=bf16",))]
+    seed = load_config(cfg_path).train.seed
+    # A model saved before train.precision existed was trained in fp32.
+    old = load_config(cfg_path).to_dict()
+    del old["train"]["precision"]
+    assert matching_setting(cfg_path, old, settings, seed).name == "fp32"
+    # `auto` is what it resolves to on the machine comparing.
+    auto = load_config(cfg_path, ["train.precision=auto"]).to_dict()
+    for native, name in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr("stance.train._cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+        assert matching_setting(cfg_path, auto, settings, seed).name == name
+
+
 def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, tiny_backbone, tiny_data):
     import pytest
 

@@ -49,6 +49,7 @@ def test_label_order_comes_from_config(tmp_path):
         ("train:\n  epoch: 3\n", [], "c.yaml: unknown config key 'train.epoch'"),
         ("model:\n  max_length: 12.5\n", [], "c.yaml: model.max_length: expected an integer"),
         ("train:\n  class_weighting: heavy\n", [], "c.yaml: train.class_weighting: must be one of none, balanced"),
+        ("train:\n  precision: fp16\n", [], "c.yaml: train.precision: must be one of auto, fp32, bf16, got 'fp16'"),
         ("labels: [a, a]\n", [], "c.yaml: labels: duplicate label"),
         ("train: [1, 2]\n", [], "c.yaml: train: expected a mapping"),
         ("train:\n  epochs: [\n", [], "c.yaml: not valid YAML (line"),

@@ -194,3 +194,36 @@ def test_average_last_keeps_the_mean_of_the_last_checkpoints(tmp_path, tiny_back
     assert (saved[key] - (a[key] + b[key]) / 2).abs().max() < 1e-6
     assert "weights averaged over" in (tmp_path / "avg" / "README.md").read_text()
     shutil.rmtree(tmp_path / "avg.checkpoints")
+
+
+def test_bf16_trains_under_autocast_and_saves_fp32_weights(tmp_path, tiny_backbone, tiny_data):
+    from safetensors.torch import load_file
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / precision)
+        d["train"].update(epochs=1, precision=precision)
+        runs[precision] = train(config_from_dict(d), quiet=True)
+        assert runs[precision]["precision"] == precision
+        assert {v.dtype for v in load_file(tmp_path / precision / "model.safetensors").values()
+                if v.is_floating_point()} == {__import__("torch").float32}
+    loss = {p: next(h["loss"] for h in json.loads((tmp_path / p / "train_results.json").read_text())["log_history"]
+                    if "loss" in h) for p in runs}
+    # Same seed and batches: only bfloat16 rounding in the matmuls can move the loss.
+    assert loss["fp32"] != loss["bf16"]
+    assert abs(loss["fp32"] - loss["bf16"]) < 0.05 * loss["fp32"]
+    assert "precision bf16" in (tmp_path / "bf16" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native, expected):
+    import torch
+
+    from stance import train as train_mod
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train_mod, "_cpu_has_native_bf16", lambda: native)
+    assert train_mod.resolve_precision("auto") == expected
+    # An explicit choice is kept either way.
+    assert train_mod.resolve_precision("fp32") == "fp32"
+    assert train_mod.resolve_precision("bf16") == "bf16"
