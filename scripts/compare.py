@@ -10,6 +10,9 @@
                 mean of the seeds, paired bootstrap of the winner against the runner-up
   curve         default recipe on 10/25/50% of round-1 train (seed 42), on all of it and
                 on rounds 1 + 2 and 1-3 (mean of seeds 42/43/44), TF-IDF beside it
+  crossval      where dev cannot decide whether more annotation rounds help: the dev
+                winner's recipe (as bf16+round2) against bf16+round5, 3 folds of round-1
+                train held out by story (stance/crossval.py), seed 42: 6 models, ~45 min
 
 Each transformer run is cached as docs/results/runs/<setting>-s<seed>.json, so an
 interrupted sweep continues and the report re-renders without training
@@ -18,6 +21,7 @@ interrupted sweep continues and the report re-renders without training
     python scripts/compare.py                       # train what is missing, write the report
     python scripts/compare.py --only default        # just these settings (then the report)
     python scripts/compare.py --report-only         # re-render from the cached runs
+    python scripts/compare.py --only bf16+round5 --crossval   # these settings and the cross-validation
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stance.compare import (  # noqa: E402
+    CROSSVAL,
     ROUND1_TRAIN,
     SETTINGS,
     adopt_model,
@@ -49,6 +54,36 @@ from stance.data import read_labeled  # noqa: E402
 from stance.errors import StanceError  # noqa: E402
 
 
+def _crossval(args: argparse.Namespace, settings: list, cv_dir: Path, train_missing: bool) -> dict | None:
+    """Run (or read back) the cross-validation of CROSSVAL; None while any fold is missing."""
+    from stance.crossval import run_crossval
+    from stance.io import write_json
+
+    groups_path = cv_dir / "story_groups.json"
+    if groups_path.is_file():
+        group_of = json.loads(groups_path.read_text(encoding="utf-8"))
+    else:
+        import build_corpus  # scripts/, for the story union-find the splits were made with
+
+        if not args.raw.is_dir():
+            raise StanceError(f"{args.raw}: raw sources not found (needed once for the story groups); pass --raw")
+        groups = build_corpus.story_groups(args.raw)
+        docs = {json.loads(line)["doc_id"] for f in sorted((ROOT / "data").glob("train*.jsonl"))
+                for line in f.open(encoding="utf-8") if line.strip()}
+        group_of = {d: groups.get(d, d) for d in sorted(docs)}
+        write_json(groups_path, group_of)
+    by_name = {s.name: s for s in settings}
+    plan = [by_name[n] for n in (CROSSVAL.baseline, *CROSSVAL.others)]
+    # Relative paths, so the cached records name the fold files the same on every machine.
+    work_dir = Path(os.path.relpath(args.work_dir.resolve(), ROOT))
+    result = run_crossval(args.config, plan, ROUND1_TRAIN, group_of, cv_dir / "runs", work_dir,
+                          k=CROSSVAL.k, seed=CROSSVAL.seed, quiet=args.quiet, train_missing=train_missing)
+    if result is not None:
+        result["stands_for"] = CROSSVAL.stands_for
+        write_json(cv_dir / "summary.json", result)
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "base.yaml")
@@ -61,6 +96,11 @@ def main() -> int:
                     help="record this already-trained model (e.g. models/stance-minilm from `stance train "
                          "configs/base.yaml`) as the default setting's seed-42 run instead of training it again; "
                          "refused unless its saved config matches")
+    ap.add_argument("--crossval", action="store_true",
+                    help="with --only: also run the cross-validation (a full run always does)")
+    ap.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw",
+                    help="raw sources, for the story groups of the cross-validation folds (read once, then "
+                         "cached in docs/results/crossval/story_groups.json)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     os.chdir(ROOT)  # the config's relative data paths are relative to the repository
@@ -80,6 +120,8 @@ def main() -> int:
             if unknown:
                 raise StanceError(f"--only: unknown settings {sorted(unknown)} (known: {[s.name for s in settings]})")
             run_sweep(args.config, todo, runs_dir, args.work_dir, quiet=args.quiet)
+        crossval = _crossval(args, settings, runs_dir.parent / "crossval",
+                             train_missing=not args.report_only and (not args.only or args.crossval))
         records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(runs_dir.glob("*.json"))]
         if not any(r["setting"] == "default" for r in records):
             raise StanceError(f"{runs_dir}: no run of the default setting yet; run without --report-only")
@@ -92,7 +134,7 @@ def main() -> int:
         commentary = commentary_path.read_text(encoding="utf-8") if commentary_path.is_file() else ""
         facts = render_report(settings, records, baselines, dev, test, cfg.labels, args.out, notes=notes,
                               commentary=commentary, machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
-                              shipped=shipped.name if shipped else None)
+                              shipped=shipped.name if shipped else None, crossval=crossval)
     except StanceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

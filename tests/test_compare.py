@@ -81,6 +81,24 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
     runner = ({"default", "slow-lr"} - {facts["winner"]}).pop()
     assert f"within the time budget, `{runner}`" in out.read_text()
 
+    # Cross-validation decides between the dev winner's recipe and a challenger: the
+    # challenger wins only if it beats the stand-in for the dev winner there.
+    def cv(base_f1, other_f1, stands_for):
+        return {"k": 3, "seed": 42, "baseline": "stand-in", "stands_for": stands_for,
+                "settings": {"stand-in": {"macro_f1": base_f1, "per_class_f1": dict.fromkeys(LABELS, 0.5), "n": 99},
+                             runner: {"macro_f1": other_f1, "per_class_f1": dict.fromkeys(LABELS, 0.6), "n": 99,
+                                      "diff": other_f1 - base_f1, "diff_sd": 0.01}}}
+
+    facts3 = render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
+                           crossval=cv(0.70, 0.72, facts["winner"]))
+    assert facts3["winner"] == runner and facts3["dev_winner"] == facts["winner"]
+    text = out.read_text()
+    assert f"better than the dev winner `{facts['winner']}` in cross-validation" in text
+    assert "## Cross-validation" in text and "+0.020 ± 0.010" in text
+    for losing in (cv(0.72, 0.70, facts["winner"]), cv(0.70, 0.72, "some other setting")):
+        assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
+                             crossval=losing)["winner"] == facts["winner"]
+
 
 def test_threshold_maps_low_scores_to_none_and_is_chosen_on_dev():
     from stance.data import LabeledData
