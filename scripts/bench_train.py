@@ -1,0 +1,78 @@
+"""Training-step speed: fp32 against bf16 autocast (train.precision), in the same run.
+
+Times full training steps (forward, class-weighted loss, backward, AdamW) of the
+real backbone on batches of shipped training sentences, the two precisions
+interleaved batch by batch so that anything else slowing the machine hits both
+alike.  Prints seconds per step for each and the ratio fp32 / bf16.
+
+    python scripts/bench_train.py                 # 12 batches of 32 after 2 warm-up
+    python scripts/bench_train.py --steps 30 --batch-size 16
+
+bf16 only pays where the CPU multiplies bfloat16 in hardware (avx512_bf16 / AMX);
+the script says whether this one does (what train.precision=auto decides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="minilm-l6")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "train.jsonl")
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import torch
+
+    from stance.modeling import load_backbone
+    from stance.train import _cpu_has_native_bf16, resolve_precision
+
+    rows = [json.loads(line) for line in args.data.open(encoding="utf-8") if line.strip()]
+    rng = random.Random(args.seed)
+    n = args.warmup + args.steps
+    batches = [[r["text"] for r in rng.sample(rows, args.batch_size)] for _ in range(n)]
+    labels = [torch.randint(0, 4, (args.batch_size,), generator=torch.Generator().manual_seed(i)) for i in range(n)]
+
+    models = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(args.seed)
+        model, tok = load_backbone(args.model, ["accuse", "deny", "support", "none"])
+        model.train()
+        models[precision] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4))
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for i, texts in enumerate(batches):
+        enc = tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        for precision in ("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32"):
+            model, opt = models[precision]
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = torch.nn.functional.cross_entropy(model(**enc).logits.float(), labels[i])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if i >= args.warmup:
+                times[precision].append(time.perf_counter() - t0)
+    fp32, bf16 = (statistics.median(times[p]) for p in ("fp32", "bf16"))
+    print(f"threads {torch.get_num_threads()}; native bf16 on this CPU: {_cpu_has_native_bf16()} "
+          f"(train.precision=auto -> {resolve_precision('auto')})")
+    print(f"fp32 {fp32:.3f} s/step, bf16 {bf16:.3f} s/step (median of {args.steps}, batch {args.batch_size})")
+    print(f"ratio fp32/bf16: {fp32 / bf16:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
