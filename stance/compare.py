@@ -450,8 +450,9 @@ def _crossval_lines(crossval: dict[str, Any], dev_winner: str, n_dev: int, label
         f"more annotation rounds or not) is decided on round-1 train instead: {crossval['k']} folds drawn by "
         f"story, each predicted by a model trained without that fold's stories (seed {crossval['seed']}; dev "
         f"still picks each fold's best epoch). Pooled, the out-of-fold predictions score every setting on the "
-        f"same {n:,} sentences. `{base}` stands for the dev winner `{crossval.get('stands_for', dev_winner)}`. "
-        "Plain argmax; `python scripts/compare.py --crossval " + " ".join(cv) + "`.",
+        f"same {n:,} sentences. `{base}` stands for `{crossval.get('stands_for', dev_winner)}` (the same "
+        "recipe, trained in bf16 to save time). Plain argmax; `python scripts/compare.py` runs it (`CROSSVAL` in "
+        "`stance/compare.py` names the settings).",
         "",
         *rows,
         "",
@@ -599,7 +600,9 @@ def render_report(
         + (f" Machine: {machine}." if machine else ""),
         "",
         (f"**Winner: `{winner.name}`**: best mean dev macro-F1 among recipes that train in ≤ {TIME_BUDGET_S // 60} "
-         "minutes." if winner is dev_winner else
+         "minutes." + (" It also wins the cross-validation on round-1 train (see *Cross-validation*)."
+                       if cv and max(cv, key=lambda n: cv[n]["macro_f1"]) == winner.name else "")
+         if winner is dev_winner else
          f"**Winner: `{winner.name}`**: better than the dev winner `{dev_winner.name}` in cross-validation on "
          f"{cv[winner.name]['n']:,} held-out round-1 train sentences ({cv[winner.name]['macro_f1']:.3f} against "
          f"{cv[crossval['baseline']]['macro_f1']:.3f}; see *Cross-validation*), and within {TIME_BUDGET_S // 60} "
