@@ -5,7 +5,8 @@
                 frozen embeddings, max_length, learning rate, epochs) on the round-1
                 train split, and the default recipe on rounds 1 + 2 and 1-3; seeds 42/43/44.
                 Rounds 1-4 in 4 epochs (3 seeds), and four single-seed probes: frozen lower
-                layers on rounds 1-3, rounds 1-4 in 5 epochs (over budget), checkpoint averaging
+                layers on rounds 1-3, rounds 1-4 in 5 epochs (over budget), checkpoint averaging;
+                bf16 (train.precision) on rounds 1-4 and 1-5 (3 seeds) and 1-2 (one seed)
   post-hoc      confidence threshold -> none (chosen on dev, as `stance train` ships it),
                 mean of the seeds, paired bootstrap of the winner against the runner-up
   curve         default recipe on 10/25/50% of round-1 train (seed 42), on all of it and
@@ -16,7 +17,8 @@
 
 Each transformer run is cached as docs/results/runs/<setting>-s<seed>.json, so an
 interrupted sweep continues and the report re-renders without training
-(--report-only).  A full sweep trains 33 models: about 6 to 6.5 hours on 2 CPU cores.
+(--report-only).  A full sweep trains 40 models and the 6 cross-validation folds: about 8.5 hours
+on 2 CPU cores.
 
     python scripts/compare.py                       # train what is missing, write the report
     python scripts/compare.py --only default        # just these settings (then the report)
