@@ -371,20 +371,31 @@ def paired_bootstrap(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], s
     (``diff``, ``diff_sd``): both settings are scored on the same resampled sentences,
     so what is left is the evidence the split holds for one over the other.
     """
-    from sklearn.metrics import f1_score
-
     index = {lab: i for i, lab in enumerate(labels)}
     gold = np.array([index[g] for g in data.labels])
     preds = [[np.asarray(r[f"{split}_probs"]).argmax(1) for r in runs] for runs in (a, b)]
+    fa, diff = bootstrap_macro_f1(gold, *preds, n_labels=len(labels), draws=draws, seed=seed)
+    return {"sd_a": float(np.std(fa)), "diff": float(np.mean(diff)), "diff_sd": float(np.std(diff))}
+
+
+def bootstrap_macro_f1(gold: np.ndarray, preds_a: Sequence[np.ndarray], preds_b: Sequence[np.ndarray],
+                       n_labels: int, draws: int = 500, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Macro-F1 of a, and of b minus a, on the same bootstrap resamples of the sentences.
+
+    ``preds_a``/``preds_b``: one label-id array per model (seed); each side's score is
+    the mean over its models.
+    """
+    from sklearn.metrics import f1_score
+
     rng = np.random.default_rng(seed)
     fa, diff = [], []
     for _ in range(draws):
         i = rng.integers(0, len(gold), len(gold))
-        ma, mb = (float(np.mean([f1_score(gold[i], p[i], labels=range(len(labels)), average="macro",
-                                          zero_division=0) for p in ps])) for ps in preds)
+        ma, mb = (float(np.mean([f1_score(gold[i], p[i], labels=range(n_labels), average="macro",
+                                          zero_division=0) for p in ps])) for ps in (preds_a, preds_b))
         fa.append(ma)
         diff.append(mb - ma)
-    return {"sd_a": float(np.std(fa)), "diff": float(np.mean(diff)), "diff_sd": float(np.std(diff))}
+    return fa, diff
 
 
 def uncalibrated_ece(probs: np.ndarray, temperature: float, gold_ids: np.ndarray) -> float:
@@ -498,10 +509,10 @@ def render_report(
     eligible = [s for s in summaries.values() if s.train_seconds <= TIME_BUDGET_S]
     winner = dev_winner = max(eligible or summaries.values(), key=lambda s: s.dev_f1[0])
     cv = (crossval or {}).get("settings", {})
+    cv_best = max(cv, key=lambda n: cv[n]["macro_f1"]) if cv else None
     if cv and crossval.get("stands_for") == dev_winner.name:
-        best = max(cv, key=lambda n: cv[n]["macro_f1"])
-        if best != crossval["baseline"] and best in summaries and summaries[best] in eligible:
-            winner = summaries[best]
+        if cv_best != crossval["baseline"] and cv_best in summaries and summaries[cv_best] in eligible:
+            winner = summaries[cv_best]
 
     rows = []
     for name in ("keyword rule", "tfidf+logreg"):
@@ -601,7 +612,7 @@ def render_report(
         "",
         (f"**Winner: `{winner.name}`**: best mean dev macro-F1 among recipes that train in ≤ {TIME_BUDGET_S // 60} "
          "minutes." + (" It also wins the cross-validation on round-1 train (see *Cross-validation*)."
-                       if cv and max(cv, key=lambda n: cv[n]["macro_f1"]) == winner.name else "")
+                       if cv_best == winner.name else "")
          if winner is dev_winner else
          f"**Winner: `{winner.name}`**: better than the dev winner `{dev_winner.name}` in cross-validation on "
          f"{cv[winner.name]['n']:,} held-out round-1 train sentences ({cv[winner.name]['macro_f1']:.3f} against "

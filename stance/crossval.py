@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from stance.compare import Setting, _run_config, run_one
+from stance.compare import Setting, _run_config, bootstrap_macro_f1, run_one
 from stance.errors import StanceError
 from stance.io import write_text
 
@@ -89,17 +89,17 @@ def fold_settings(config: str | Path, setting: Setting, heldout_file: str | Path
     heldout = _read_rows(heldout_file)
     fold_of = story_folds([r["doc_id"] for r in heldout], group_of, k, seed)
     story = lambda r: group_of.get(r["doc_id"], r["doc_id"])  # noqa: E731
+    train_rows = [_read_rows(f) for f in files]
     out: list[tuple[Setting, Path]] = []
     for i in range(k):
         d = Path(work_dir) / f"{setting.name}-k{k}-s{seed}" / f"fold{i}"
         test_path = d / "heldout.jsonl"
         _write_rows(test_path, [r for r in heldout if fold_of[story(r)] == i])
         train_paths = []
-        for j, f in enumerate(files):
-            # Stories outside round-1 train are in no fold, so they always train.
-            rows = [r for r in _read_rows(f) if fold_of.get(story(r)) != i]
+        for j, (f, rows) in enumerate(zip(files, train_rows)):
             train_paths.append(d / f"train{j}_{Path(f).name}")
-            _write_rows(train_paths[-1], rows)
+            # Stories outside round-1 train are in no fold, so they always train.
+            _write_rows(train_paths[-1], [r for r in rows if fold_of.get(story(r)) != i])
         out.append((Setting(f"{setting.name}@fold{i}of{k}", f"{setting.what} (fold {i} of {k})",
                             (*setting.overrides, f"data.train=[{', '.join(map(str, train_paths))}]",
                              f"data.test={test_path}"), seeds=(seed,)), test_path))
@@ -149,14 +149,7 @@ def run_crossval(config: str | Path, settings: Sequence[Setting], heldout_file: 
 def paired_diff(gold: Sequence[str], pred_a: Sequence[str], pred_b: Sequence[str], labels: list[str],
                 draws: int = 500, seed: int = 0) -> dict[str, float]:
     """Macro-F1 of b minus a over bootstrap resamples of the same sentences: mean and sd."""
-    from sklearn.metrics import f1_score
-
     index = {lab: i for i, lab in enumerate(labels)}
     g, a, b = (np.array([index[x] for x in xs]) for xs in (gold, pred_a, pred_b))
-    rng = np.random.default_rng(seed)
-    diff = []
-    for _ in range(draws):
-        i = rng.integers(0, len(g), len(g))
-        f = [f1_score(g[i], p[i], labels=range(len(labels)), average="macro", zero_division=0) for p in (a, b)]
-        diff.append(f[1] - f[0])
+    _, diff = bootstrap_macro_f1(g, [a], [b], n_labels=len(labels), draws=draws, seed=seed)
     return {"diff": float(np.mean(diff)), "diff_sd": float(np.std(diff))}

@@ -91,16 +91,13 @@ def resolve_precision(precision: str) -> str:
     """``train.precision`` as the run will use it: ``fp32`` or ``bf16`` (``auto`` resolved)."""
     import torch
 
-    if torch.cuda.is_available():
-        native = torch.cuda.is_bf16_supported()
-        where = "this GPU"
-    else:
-        native = _cpu_has_native_bf16()
-        where = "this CPU"
+    gpu = torch.cuda.is_available()
+    native = torch.cuda.is_bf16_supported() if gpu else _cpu_has_native_bf16()
     if precision == "auto":
         return "bf16" if native else "fp32"
-    if precision == "bf16" and torch.cuda.is_available() and not native:
-        raise StanceError(f"train.precision: bf16: {where} has no bfloat16 support; use fp32 or auto")
+    # A CPU without native bf16 still runs it (emulated, slowly); an older GPU cannot.
+    if precision == "bf16" and gpu and not native:
+        raise StanceError("train.precision: bf16: this GPU has no bfloat16 support; use fp32 or auto")
     return precision
 
 
