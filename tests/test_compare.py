@@ -99,6 +99,14 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
         assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
                              crossval=losing)["winner"] == facts["winner"]
 
+    # The dev winner cross-validated as itself (no stand-in): a challenger that beats it there wins.
+    own = cv(0.70, 0.72, facts["winner"])
+    own["baseline"] = facts["winner"]
+    own["settings"] = {facts["winner"]: own["settings"].pop("stand-in"), **own["settings"]}
+    assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
+                         crossval=own)["winner"] == runner
+    assert "stands for" not in out.read_text()
+
 
 def test_threshold_maps_low_scores_to_none_and_is_chosen_on_dev():
     from stance.data import LabeledData
