@@ -53,21 +53,29 @@ def _make_trainer_class():
     from transformers import Trainer
 
     class WeightedTrainer(Trainer):
-        """Trainer with a class-weighted cross-entropy (weights None = plain CE)."""
+        """Trainer with a class-weighted, optionally label-smoothed cross-entropy.
 
-        def __init__(self, *args: Any, class_weights: list[float] | None = None, **kwargs: Any) -> None:
+        Weights None and smoothing 0 leave the Trainer's own loss (plain CE).
+        """
+
+        def __init__(self, *args: Any, class_weights: list[float] | None = None,
+                     label_smoothing: float = 0.0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.class_weights = class_weights
+            self.label_smoothing = label_smoothing
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.class_weights is None:
+            if self.class_weights is None and not self.label_smoothing:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             import torch
 
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
-            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
+            weight = None
+            if self.class_weights is not None:
+                weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
+            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight,
+                                                     label_smoothing=self.label_smoothing)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedTrainer
@@ -174,7 +182,7 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         f"freeze_embeddings {cfg.model.freeze_embeddings}, freeze_layers {cfg.model.freeze_layers}",
         f"- epochs {t.epochs} ({kept}), batch size {t.batch_size}, "
         f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
-        f"- class weighting: {t.class_weighting}; seed {t.seed}; "
+        f"- class weighting: {t.class_weighting}; label smoothing {t.label_smoothing}; seed {t.seed}; "
         f"precision {metrics.get('precision', 'fp32')} (saved weights are fp32); "
         f"train time {metrics.get('train_seconds', 0):.0f} s",
         f"- softmax temperature (fitted on dev): {metrics.get('calibration', {}).get('temperature', 1.0)}",
@@ -316,6 +324,7 @@ def train(
         compute_metrics=trainer_metrics,
         callbacks=callbacks,
         class_weights=weights,
+        label_smoothing=cfg.train.label_smoothing,
     )
 
     if quiet:

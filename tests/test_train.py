@@ -227,3 +227,34 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native
     # An explicit choice is kept either way.
     assert train_mod.resolve_precision("fp32") == "fp32"
     assert train_mod.resolve_precision("bf16") == "bf16"
+
+
+@pytest.mark.parametrize("weights", [None, [1.0, 2.0, 0.5, 1.5]])
+def test_label_smoothing_puts_eps_on_every_label(tmp_path, weights):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+
+    import stance.train as train_mod
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32,
+                                                     num_labels=4)).eval()
+    with torch.no_grad():  # a random head scores all labels alike; smoothing must show
+        model.classifier.bias.copy_(torch.tensor([2.0, -1.0, 0.5, -2.0]))
+    ids, gold = torch.randint(0, 50, (6, 5)), torch.tensor([0, 1, 2, 3, 0, 1])
+    eps = 0.2
+    trainer = train_mod._make_trainer_class()(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True),
+        class_weights=weights, label_smoothing=eps)
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, {"input_ids": ids, "labels": gold})
+        nll = -model(input_ids=ids).logits.log_softmax(-1)
+    # The target is (1 - eps) on the gold label plus eps / 4 on each label; class weights
+    # scale each label's term and the mean is over the gold labels' weights.
+    w = torch.tensor(weights) if weights else torch.ones(4)
+    target = (1 - eps) * torch.nn.functional.one_hot(gold, 4) + eps / 4
+    expected = (target * w * nll).sum() / w[gold].sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    plain = (w[gold] * nll[torch.arange(6), gold]).sum() / w[gold].sum()
+    assert abs(loss.item() - plain.item()) > 1e-3  # smoothing changed the loss
