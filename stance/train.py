@@ -53,19 +53,18 @@ def _make_trainer_class():
     from transformers import Trainer
 
     class WeightedTrainer(Trainer):
-        """Trainer with a class-weighted, optionally label-smoothed cross-entropy.
+        """Trainer with a class-weighted cross-entropy (weights None = the Trainer's own loss).
 
-        Weights None and smoothing 0 leave the Trainer's own loss (plain CE).
+        Label smoothing is the Trainer's ``args.label_smoothing_factor``; the weighted
+        loss applies it too, so both paths smooth alike.
         """
 
-        def __init__(self, *args: Any, class_weights: list[float] | None = None,
-                     label_smoothing: float = 0.0, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, class_weights: list[float] | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.class_weights = class_weights
-            self.label_smoothing = label_smoothing
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.class_weights is None and not self.label_smoothing:
+            if self.class_weights is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             import torch
 
@@ -75,7 +74,7 @@ def _make_trainer_class():
             if self.class_weights is not None:
                 weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
             loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight,
-                                                     label_smoothing=self.label_smoothing)
+                                                     label_smoothing=self.args.label_smoothing_factor)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedTrainer
@@ -290,6 +289,7 @@ def train(
         num_train_epochs=cfg.train.epochs,
         warmup_steps=cfg.train.warmup_ratio,  # < 1 means a fraction of all steps
         weight_decay=cfg.train.weight_decay,
+        label_smoothing_factor=cfg.train.label_smoothing,
         train_sampling_strategy=cfg.train.sampling,
         lr_scheduler_type=cfg.train.lr_scheduler,
         eval_strategy="epoch" if has_dev else "no",
@@ -324,7 +324,6 @@ def train(
         compute_metrics=trainer_metrics,
         callbacks=callbacks,
         class_weights=weights,
-        label_smoothing=cfg.train.label_smoothing,
     )
 
     if quiet:

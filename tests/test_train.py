@@ -245,8 +245,9 @@ def test_label_smoothing_puts_eps_on_every_label(tmp_path, weights):
     ids, gold = torch.randint(0, 50, (6, 5)), torch.tensor([0, 1, 2, 3, 0, 1])
     eps = 0.2
     trainer = train_mod._make_trainer_class()(
-        model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True),
-        class_weights=weights, label_smoothing=eps)
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True,
+                                            label_smoothing_factor=eps),
+        class_weights=weights)
     with torch.no_grad():
         loss = trainer.compute_loss(model, {"input_ids": ids, "labels": gold})
         nll = -model(input_ids=ids).logits.log_softmax(-1)
