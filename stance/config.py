@@ -64,6 +64,11 @@ class TrainConfig:
     # The boundaries are where annotators disagree (kappa 0.80-0.92), so a gold label is
     # not a certainty; smoothing keeps the model from betting everything on a cue word.
     label_smoothing: float = 0.0
+    # Layer-wise learning-rate decay: the classifier head trains at learning_rate, the
+    # top transformer layer at learning_rate * d, each layer below one more factor d, the
+    # embeddings last.  Lower layers hold general language knowledge a few thousand
+    # sentences should nudge, not rewrite; 1.0 = one rate for all (off).
+    layer_lr_decay: float = 1.0
     # Stop after this many epochs without a better dev macro-F1 (0 = never).
     early_stopping_patience: int = 2
     seed: int = 42
@@ -203,6 +208,8 @@ def _validate(cfg: Config, file: str) -> None:
         raise StanceError(f"{file}: train.label_smoothing: must be in [0, 1), got {cfg.train.label_smoothing}")
     if cfg.train.early_stopping_patience < 0:
         raise StanceError(f"{file}: train.early_stopping_patience: must be >= 0")
+    if not 0 < cfg.train.layer_lr_decay <= 1:
+        raise StanceError(f"{file}: train.layer_lr_decay: must be in (0, 1] (1 = off), got {cfg.train.layer_lr_decay}")
     if cfg.train.average_last < 0 or cfg.train.average_last == 1:
         raise StanceError(f"{file}: train.average_last: must be 0 (off) or >= 2, got {cfg.train.average_last}")
     if cfg.model.freeze_layers < 0:

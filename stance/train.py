@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shutil
 import time
 from collections import Counter
@@ -49,19 +50,69 @@ def _subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
     return LabeledData(data.path, [data.texts[i] for i in keep], [data.labels[i] for i in keep])
 
 
+_LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def layer_lr_groups(model: Any, learning_rate: float, decay: float, weight_decay: float,
+                    decay_names: set[str] | list[str]) -> list[dict[str, Any]]:
+    """Optimizer parameter groups with layer-wise learning-rate decay.
+
+    Depth counts from the top: the head (pooler, classifier: whatever is neither a
+    numbered layer nor an embedding) trains at ``learning_rate``, layer ``i`` of ``n``
+    at ``learning_rate * decay ** (n - i)``, embeddings at ``decay ** (n + 1)``.  As in
+    the Trainer's own grouping, only ``decay_names`` get weight decay and frozen
+    parameters are left out.
+    """
+    n = model.config.num_hidden_layers
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    found_layers = False
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        m = _LAYER_INDEX.search(name)
+        if m:
+            power, found_layers = n - int(m.group(1)), True
+        elif "embeddings" in name:
+            power = n + 1
+        else:
+            power = 0
+        wd = name in decay_names
+        group = groups.setdefault((power, wd), {"params": [], "lr": learning_rate * decay ** power,
+                                                "weight_decay": weight_decay if wd else 0.0})
+        group["params"].append(param)
+    if not found_layers:
+        raise StanceError(f"train.layer_lr_decay: no numbered layers found in {type(model).__name__}; "
+                          "set it to 1 for this backbone")
+    return [groups[k] for k in sorted(groups)]
+
+
 def _make_trainer_class():
     from transformers import Trainer
 
     class WeightedTrainer(Trainer):
-        """Trainer with a class-weighted cross-entropy (weights None = the Trainer's own loss).
+        """Trainer with a class-weighted cross-entropy (weights None = the Trainer's own loss)
+        and, optionally, layer-wise learning-rate decay.
 
         Label smoothing is the Trainer's ``args.label_smoothing_factor``; the weighted
         loss applies it too, so both paths smooth alike.
         """
 
-        def __init__(self, *args: Any, class_weights: list[float] | None = None, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, class_weights: list[float] | None = None,
+                     layer_lr_decay: float = 1.0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.class_weights = class_weights
+            self.layer_lr_decay = layer_lr_decay
+
+        def create_optimizer(self, model=None):
+            if self.layer_lr_decay == 1.0 or self.optimizer is not None:
+                return super().create_optimizer(model)
+            opt_model = self.model if model is None else model
+            groups = layer_lr_groups(opt_model, self.args.learning_rate, self.layer_lr_decay,
+                                     self.args.weight_decay, set(self.get_decay_parameter_names(opt_model)))
+            # The schedulers scale each group's own lr, so the decay holds through warm-up and decay.
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+            return self.optimizer
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.class_weights is None:
@@ -180,7 +231,8 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         f"- backbone: `{cfg.model.name_or_path}`, max_length {cfg.model.max_length}, "
         f"freeze_embeddings {cfg.model.freeze_embeddings}, freeze_layers {cfg.model.freeze_layers}",
         f"- epochs {t.epochs} ({kept}), batch size {t.batch_size}, "
-        f"learning rate {t.learning_rate}, warmup {t.warmup_ratio}, weight decay {t.weight_decay}",
+        f"learning rate {t.learning_rate} (layer-wise decay {t.layer_lr_decay}), warmup {t.warmup_ratio}, "
+        f"weight decay {t.weight_decay}",
         f"- class weighting: {t.class_weighting}; label smoothing {t.label_smoothing}; seed {t.seed}; "
         f"precision {metrics.get('precision', 'fp32')} (saved weights are fp32); "
         f"train time {metrics.get('train_seconds', 0):.0f} s",
@@ -324,6 +376,7 @@ def train(
         compute_metrics=trainer_metrics,
         callbacks=callbacks,
         class_weights=weights,
+        layer_lr_decay=cfg.train.layer_lr_decay,
     )
 
     if quiet:

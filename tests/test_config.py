@@ -59,6 +59,7 @@ def test_label_order_comes_from_config(tmp_path):
         ("data:\n  train: []\n", [], "c.yaml: data.train: must name at least one file"),
         ("model:\n  freeze_layers: -1\n", [], "c.yaml: model.freeze_layers: must be >= 0, got -1"),
         ("", ["train.label_smoothing=1"], "c.yaml: train.label_smoothing: must be in [0, 1), got 1.0"),
+        ("", ["train.layer_lr_decay=0"], "c.yaml: train.layer_lr_decay: must be in (0, 1] (1 = off), got 0.0"),
         ("train:\n  average_last: 1\n", [], "c.yaml: train.average_last: must be 0 (off) or >= 2, got 1"),
         ("data:\n  train: [a.jsonl, 3]\n", [], "c.yaml: data.train: expected a string or a list of strings"),
     ],

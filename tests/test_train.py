@@ -259,3 +259,71 @@ def test_label_smoothing_puts_eps_on_every_label(tmp_path, weights):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     plain = (w[gold] * nll[torch.arange(6), gold]).sum() / w[gold].sum()
     assert abs(loss.item() - plain.item()) > 1e-3  # smoothing changed the loss
+
+
+def test_layer_lr_groups_decay_from_head_to_embeddings():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from stance.train import layer_lr_groups
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3,
+                                                     num_attention_heads=2, intermediate_size=32, num_labels=4))
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    decay_names = {n for n, _ in model.named_parameters() if "LayerNorm" not in n and not n.endswith("bias")}
+    groups = layer_lr_groups(model, 1e-3, 0.5, 0.01, decay_names)
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    # Every trainable parameter once; the frozen one not at all.
+    assert sum(len(g["params"]) for g in groups) == len(lr_of) == len(params) - 1
+    assert id(params["bert.embeddings.word_embeddings.weight"]) not in lr_of
+    lr = lambda name: lr_of[id(params[name])][0]  # noqa: E731
+    assert lr("classifier.weight") == lr("bert.pooler.dense.weight") == 1e-3
+    for i in range(3):  # top layer (2) at 1e-3 * 0.5, the bottom one (0) at 1e-3 * 0.5**3
+        assert lr(f"bert.encoder.layer.{i}.attention.self.query.weight") == pytest.approx(1e-3 * 0.5 ** (3 - i))
+    assert lr("bert.embeddings.position_embeddings.weight") == pytest.approx(1e-3 * 0.5 ** 4)
+    assert lr_of[id(params["bert.encoder.layer.1.output.dense.weight"])][1] == 0.01
+    assert lr_of[id(params["bert.encoder.layer.1.output.dense.bias"])][1] == 0.0
+
+
+def test_layer_lr_groups_refuses_a_model_without_numbered_layers():
+    import torch
+
+    from stance.train import layer_lr_groups
+
+    class Flat(torch.nn.Module):
+        config = type("C", (), {"num_hidden_layers": 2})()
+
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Linear(4, 4)
+
+    with pytest.raises(StanceError, match="train.layer_lr_decay: no numbered layers found in Flat"):
+        layer_lr_groups(Flat(), 1e-3, 0.5, 0.0, set())
+
+
+def test_train_hands_smoothing_and_layer_decay_to_the_trainer(tmp_path, tiny_backbone, tiny_data, monkeypatch):
+    """The config keys reach the Trainer that actually runs, not just the dataclass."""
+    import stance.train as train_mod
+
+    seen = []
+    make = train_mod._make_trainer_class
+
+    def recording():
+        cls = make()
+
+        class Recording(cls):
+            def train(self, *args, **kwargs):
+                seen.append(self)
+                return super().train(*args, **kwargs)
+
+        return Recording
+
+    monkeypatch.setattr(train_mod, "_make_trainer_class", recording)
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m")
+    d["train"].update(epochs=1, label_smoothing=0.15, layer_lr_decay=0.5)
+    train(config_from_dict(d), quiet=True)
+    (trainer,) = seen
+    assert trainer.args.label_smoothing_factor == 0.15
+    # The tiny backbone has 2 layers: head, layers 1 and 0, embeddings.
+    peak = sorted({g["initial_lr"] for g in trainer.optimizer.param_groups}, reverse=True)
+    assert peak == pytest.approx([3e-3, 1.5e-3, 7.5e-4, 3.75e-4])
