@@ -6,21 +6,22 @@
                 train split, and the default recipe on rounds 1 + 2 and 1-3; seeds 42/43/44.
                 Rounds 1-4 in 4 epochs (3 seeds), and four single-seed probes: frozen lower
                 layers on rounds 1-3, rounds 1-4 in 5 epochs (over budget), checkpoint averaging;
-                bf16 (train.precision) on rounds 1-4 and 1-5 (3 seeds) and 1-2 (one seed)
+                bf16 (train.precision) on rounds 1-4 and 1-5 (3 seeds)
   post-hoc      confidence threshold -> none (chosen on dev, as `stance train` ships it),
                 mean of the seeds, paired bootstrap of the winner against the runner-up
   curve         default recipe on 10/25/50% of round-1 train (seed 42), on all of it and
                 on rounds 1 + 2 and 1-3 (mean of seeds 42/43/44), TF-IDF beside it
   crossval      where dev cannot decide: the winner's recipe (bf16+round5) against fewer
                 annotation rounds (bf16+round2), and, on rounds 1-5, frozen embeddings,
-                learning rates 5e-5 and 2e-4 and label smoothing 0.1; 3 folds of round-1
-                train held out by story (stance/crossval.py), seed 42: 18 models, ~2.5 hours.
-                The four recipe variants run only here (no seeds): none beat the winner's recipe
+                learning rates 5e-5 and 2e-4, label smoothing 0.1, layer-wise learning-rate
+                decay and no class weights; 3 folds of round-1 train held out by story
+                (stance/crossval.py), seed 42: 24 models, ~3.5 hours.  bf16+round2 and the
+                six recipe variants run only here (no seeds): none beat the winner's recipe
 
 Each transformer run is cached as docs/results/runs/<setting>-s<seed>.json, so an
 interrupted sweep continues and the report re-renders without training
-(--report-only).  A full sweep trains 40 models and the 18 cross-validation folds: about
-10.5 hours on 2 CPU cores.
+(--report-only).  A full sweep trains 39 models and the 24 cross-validation folds: about
+11.5 hours on 2 CPU cores.
 
     python scripts/compare.py                       # train what is missing, write the report
     python scripts/compare.py --only default        # just these settings (then the report)

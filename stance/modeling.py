@@ -72,13 +72,23 @@ def load_backbone(name_or_path: str, labels: list[str]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def encoder_layers(model: Any) -> Any | None:
+    """The backbone's stack of transformer layers, bottom first; None where it is not found.
+
+    Found for encoders that keep their layers in ``encoder.layer`` (BERT, RoBERTa,
+    MiniLM, DeBERTa, ELECTRA) or ``transformer.layer`` (DistilBERT).
+    """
+    base = getattr(model, "base_model", model)
+    stack = getattr(getattr(base, "encoder", None), "layer", None)
+    if stack is None:
+        stack = getattr(getattr(base, "transformer", None), "layer", None)
+    return stack
+
+
 def freeze_bottom(model: Any, n_layers: int, embeddings: bool = True) -> None:
     """Stop training the embeddings (if ``embeddings`` or ``n_layers`` > 0) and the first ``n_layers`` layers.
 
-    With neither, it changes nothing.
-
-    Works for encoders that keep their layers in ``encoder.layer`` (BERT, RoBERTa,
-    MiniLM, DeBERTa, ELECTRA) or ``transformer.layer`` (DistilBERT).
+    With neither, it changes nothing.  The layers are found by ``encoder_layers``.
     """
     base = model.base_model
     if embeddings or n_layers > 0:
@@ -86,9 +96,7 @@ def freeze_bottom(model: Any, n_layers: int, embeddings: bool = True) -> None:
             p.requires_grad = False
     if n_layers == 0:
         return
-    stack = getattr(getattr(base, "encoder", None), "layer", None)
-    if stack is None:
-        stack = getattr(getattr(base, "transformer", None), "layer", None)
+    stack = encoder_layers(model)
     if stack is None:
         raise StanceError(f"model.freeze_layers: cannot find the transformer layers of {type(base).__name__}")
     if n_layers > len(stack):

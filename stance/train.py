@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import shutil
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import calibrate, choose_min_score, compute_metrics, evaluate_data, plot_confusion
 from stance.io import atomic_dir, write_json, write_text
-from stance.modeling import StanceClassifier, freeze_bottom, load_backbone
+from stance.modeling import StanceClassifier, encoder_layers, freeze_bottom, load_backbone
 
 
 def _class_weights(labels: list[str], train: LabeledData) -> list[float]:
@@ -50,39 +49,33 @@ def _subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
     return LabeledData(data.path, [data.texts[i] for i in keep], [data.labels[i] for i in keep])
 
 
-_LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
-
-
 def layer_lr_groups(model: Any, learning_rate: float, decay: float, weight_decay: float,
                     decay_names: set[str] | list[str]) -> list[dict[str, Any]]:
     """Optimizer parameter groups with layer-wise learning-rate decay.
 
-    Depth counts from the top: the head (pooler, classifier: whatever is neither a
-    numbered layer nor an embedding) trains at ``learning_rate``, layer ``i`` of ``n``
-    at ``learning_rate * decay ** (n - i)``, embeddings at ``decay ** (n + 1)``.  As in
-    the Trainer's own grouping, only ``decay_names`` get weight decay and frozen
-    parameters are left out.
+    Depth counts from the top: the head (pooler, classifier: whatever is neither in a
+    layer of ``encoder_layers`` nor in the embeddings) trains at ``learning_rate``,
+    layer ``i`` of ``n`` at ``learning_rate * decay ** (n - i)``, embeddings at
+    ``decay ** (n + 1)``.  As in the Trainer's own grouping, only ``decay_names`` get
+    weight decay and frozen parameters are left out.
     """
-    n = model.config.num_hidden_layers
+    stack = encoder_layers(model)
+    if stack is None:
+        raise StanceError(f"train.layer_lr_decay: no numbered layers found in {type(model).__name__}; "
+                          "set it to 1 for this backbone")
+    n = len(stack)
+    power_of = {id(p): n - i for i, layer in enumerate(stack) for p in layer.parameters()}
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    if embeddings is not None:
+        power_of.update({id(p): n + 1 for p in embeddings.parameters()})
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    found_layers = False
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        m = _LAYER_INDEX.search(name)
-        if m:
-            power, found_layers = n - int(m.group(1)), True
-        elif "embeddings" in name:
-            power = n + 1
-        else:
-            power = 0
-        wd = name in decay_names
+        power, wd = power_of.get(id(param), 0), name in decay_names
         group = groups.setdefault((power, wd), {"params": [], "lr": learning_rate * decay ** power,
                                                 "weight_decay": weight_decay if wd else 0.0})
         group["params"].append(param)
-    if not found_layers:
-        raise StanceError(f"train.layer_lr_decay: no numbered layers found in {type(model).__name__}; "
-                          "set it to 1 for this backbone")
     return [groups[k] for k in sorted(groups)]
 
 
@@ -121,9 +114,7 @@ def _make_trainer_class():
 
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            weight = None
-            if self.class_weights is not None:
-                weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
+            weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
             loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight,
                                                      label_smoothing=self.args.label_smoothing_factor)
             return (loss, outputs) if return_outputs else loss
