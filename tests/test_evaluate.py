@@ -129,3 +129,24 @@ def test_trained_model_keeps_its_dev_threshold(trained_model, tiny_data):
     clf.min_score = 0.5
     assert clf.decide(probs) == ["none", "accuse"]  # the model's own threshold by default
     assert clf.decide(probs, 0.0) == ["accuse", "accuse"]  # 0 = plain argmax
+
+
+def test_loading_a_model_shows_no_weight_bar_and_keeps_the_setting(trained_model, capsys):
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    from stance.modeling import StanceClassifier
+
+    was_on = hf_logging.is_progress_bar_enabled()  # a quiet train() earlier in the session turns it off
+    hf_logging.enable_progress_bar()
+    try:
+        # The plain transformers load prints the bar here, so the check below can fail.
+        AutoModelForSequenceClassification.from_pretrained(trained_model)
+        assert "Loading weights" in capsys.readouterr().err
+
+        StanceClassifier.load(trained_model, backend="torch")
+        assert "Loading weights" not in capsys.readouterr().err
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        if not was_on:
+            hf_logging.disable_progress_bar()
