@@ -17,6 +17,8 @@ import platform
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -264,24 +266,56 @@ def average_checkpoints(model: Any, ckpt_dir: Path, n: int) -> list[str]:
     return [p.name for p in ckpts]
 
 
+@contextmanager
+def quiet_libraries(quiet: bool = True) -> Iterator[None]:
+    """Silence datasets' and transformers' progress bars and warnings, then restore them.
+
+    The switches are process-wide, so a quiet ``train()`` in a notebook must not
+    leave every later call silent.
+    """
+    import datasets
+    import transformers
+
+    if not quiet:
+        yield
+        return
+    hf_log = transformers.utils.logging
+    saved = (datasets.is_progress_bar_enabled(), hf_log.get_verbosity(), hf_log.is_progress_bar_enabled())
+    datasets.disable_progress_bars()
+    hf_log.set_verbosity_error()
+    hf_log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        ds_bars, verbosity, hf_bars = saved
+        if ds_bars:
+            datasets.enable_progress_bars()
+        hf_log.set_verbosity(verbosity)
+        if hf_bars:
+            hf_log.enable_progress_bar()
+
+
 def train(
     cfg: Config,
     output_dir: str | Path | None = None,
     resume: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Fine-tune a backbone on ``cfg.data`` and save a model directory; return the metrics."""
+    """Fine-tune a backbone on ``cfg.data`` and save a model directory; return the metrics.
+
+    ``quiet`` turns off progress bars and library warnings for the run only.
+    """
+    with quiet_libraries(quiet):
+        return _train(cfg, output_dir, resume, quiet)
+
+
+def _train(cfg: Config, output_dir: str | Path | None, resume: bool, quiet: bool) -> dict[str, Any]:
     import datasets
     import torch
-    import transformers
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed
 
     # Seed before anything random is created (the classifier head's init included).
     set_seed(cfg.train.seed)
-    if quiet:
-        datasets.disable_progress_bars()
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
     out = Path(output_dir or cfg.output_dir)
     ckpt_dir = out.with_name(out.name + ".checkpoints")
     labels = cfg.labels

@@ -137,7 +137,7 @@ def test_loading_a_model_shows_no_weight_bar_and_keeps_the_setting(trained_model
 
     from stance.modeling import StanceClassifier
 
-    was_on = hf_logging.is_progress_bar_enabled()  # a quiet train() earlier in the session turns it off
+    was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
     try:
         # The plain transformers load prints the bar here, so the check below can fail.

@@ -57,6 +57,40 @@ def test_three_way_model_from_config(tmp_path, tiny_backbone, tiny_data):
     assert StanceClassifier.load(tmp_path / "m3").labels == ["none", "support", "deny", "accuse"]
 
 
+def test_quiet_train_silences_libraries_only_while_it_runs(tmp_path, tiny_backbone, tiny_data, monkeypatch):
+    import datasets
+    from transformers.utils import logging as hf_log
+
+    import stance.train as train_mod
+
+    seen = {}
+    real_load = train_mod.load_backbone
+
+    def spy(*args, **kwargs):
+        seen.update(ds=datasets.is_progress_bar_enabled(), hf=hf_log.is_progress_bar_enabled(),
+                    verbosity=hf_log.get_verbosity())
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "load_backbone", spy)
+    before = (datasets.is_progress_bar_enabled(), hf_log.get_verbosity(), hf_log.is_progress_bar_enabled())
+    datasets.enable_progress_bars()
+    hf_log.set_verbosity_warning()
+    hf_log.enable_progress_bar()
+    try:
+        d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m")
+        d["train"]["epochs"] = 1
+        train(config_from_dict(d), quiet=True)
+        assert seen == {"ds": False, "hf": False, "verbosity": hf_log.ERROR}
+        assert datasets.is_progress_bar_enabled() and hf_log.is_progress_bar_enabled()
+        assert hf_log.get_verbosity() == hf_log.WARNING
+    finally:
+        if not before[0]:
+            datasets.disable_progress_bars()
+        hf_log.set_verbosity(before[1])
+        if not before[2]:
+            hf_log.disable_progress_bar()
+
+
 def test_failed_training_keeps_previous_model(tmp_path, tiny_backbone, tiny_data, trained_model):
     import shutil
 
