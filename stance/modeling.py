@@ -44,12 +44,12 @@ def resolve_backbone(name_or_path: str) -> str:
 
 
 @contextmanager
-def no_load_bar() -> Iterator[None]:
-    """Hide transformers' per-tensor "Loading weights" bar while loading a finished model.
+def transformers_bars_off() -> Iterator[None]:
+    """Turn transformers' progress bars off for the block, then back to the caller's setting.
 
-    It flashes for a few milliseconds on a 23M-weight model and lands in front of
-    every `stance evaluate`/`predict` report, even under --quiet.  The switch is
-    global, so the caller's setting is restored afterwards.
+    ``StanceClassifier.load`` uses it because the per-tensor "Loading weights" bar flashes
+    for a few milliseconds on a 23M-weight model and lands in front of every
+    `stance evaluate`/`predict` report, even under --quiet.  The switch is process-wide.
     """
     from transformers.utils import logging as hf_logging
 
@@ -223,7 +223,7 @@ class StanceClassifier:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         try:
-            with no_load_bar():
+            with transformers_bars_off():
                 tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
                 config = AutoConfig.from_pretrained(path, trust_remote_code=False)
                 model = None

@@ -18,7 +18,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import calibrate, choose_min_score, compute_metrics, evaluate_data, plot_confusion
 from stance.io import atomic_dir, write_json, write_text
-from stance.modeling import StanceClassifier, encoder_layers, freeze_bottom, load_backbone
+from stance.modeling import StanceClassifier, encoder_layers, freeze_bottom, load_backbone, transformers_bars_off
 
 
 def _class_weights(labels: list[str], train: LabeledData) -> list[float]:
@@ -267,32 +267,25 @@ def average_checkpoints(model: Any, ckpt_dir: Path, n: int) -> list[str]:
 
 
 @contextmanager
-def quiet_libraries(quiet: bool = True) -> Iterator[None]:
+def quiet_libraries() -> Iterator[None]:
     """Silence datasets' and transformers' progress bars and warnings, then restore them.
 
     The switches are process-wide, so a quiet ``train()`` in a notebook must not
     leave every later call silent.
     """
     import datasets
-    import transformers
+    from transformers.utils import logging as hf_log
 
-    if not quiet:
-        yield
-        return
-    hf_log = transformers.utils.logging
-    saved = (datasets.is_progress_bar_enabled(), hf_log.get_verbosity(), hf_log.is_progress_bar_enabled())
+    ds_bars, verbosity = datasets.is_progress_bar_enabled(), hf_log.get_verbosity()
     datasets.disable_progress_bars()
     hf_log.set_verbosity_error()
-    hf_log.disable_progress_bar()
     try:
-        yield
+        with transformers_bars_off():
+            yield
     finally:
-        ds_bars, verbosity, hf_bars = saved
         if ds_bars:
             datasets.enable_progress_bars()
         hf_log.set_verbosity(verbosity)
-        if hf_bars:
-            hf_log.enable_progress_bar()
 
 
 def train(
@@ -305,7 +298,7 @@ def train(
 
     ``quiet`` turns off progress bars and library warnings for the run only.
     """
-    with quiet_libraries(quiet):
+    with quiet_libraries() if quiet else nullcontext():
         return _train(cfg, output_dir, resume, quiet)
 
 
