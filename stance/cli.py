@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,24 +20,43 @@ app = typer.Typer(
 )
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (from `kill`, a scheduler, a container stop), unwound like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 def _user_errors(fn):
-    """Turn StanceError into one line on stderr and exit code 2 — no traceback."""
+    """Turn StanceError into one line on stderr and exit code 2, with no traceback.
+
+    SIGTERM is handled like Ctrl-C: the stack unwinds, so temporary outputs are
+    removed, locks released, and checkpoints or a resumable partial output kept.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return fn(*args, **kwargs)
         except StanceError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted; nothing was written over existing outputs", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the cleanup short
+            typer.echo("interrupted; nothing was written over existing outputs "
+                       "(train and predict --out continue with --resume)", err=True)
+            raise typer.Exit(143 if isinstance(e, _Terminated) else 130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace an earlier output of this command at the target (never anything else).")]
 Backend = Annotated[str, typer.Option(
     "--backend",
     help="auto (fastest backend measured to agree with fp32 on >=99% of test sentences), "
@@ -50,6 +70,7 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set train.epochs=3")] = None,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Overrides output_dir.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune a model and save a Hugging Face model directory."""
@@ -58,7 +79,7 @@ def train(
     from stance.train import train as run_train
 
     cfg = load_config(config, set_ or [])
-    metrics = run_train(cfg, output_dir=output_dir, resume=resume, quiet=quiet)
+    metrics = run_train(cfg, output_dir=output_dir, resume=resume, quiet=quiet, overwrite=overwrite)
     typer.echo(summarize(metrics))
 
 
@@ -72,6 +93,7 @@ def evaluate(
     label_column: Annotated[str, typer.Option(help="Name of the label column.")] = "label",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
     backend: Backend = "torch",
+    overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
     """Per-class precision/recall/F1, macro-F1, confusion matrix (JSON + PNG), errors."""
@@ -79,7 +101,8 @@ def evaluate(
     from stance.evaluate import format_summary, format_table
 
     out = out or model / "eval"
-    results = run_eval(model, data, out, text_column, label_column, batch_size, backend=backend, quiet=quiet)
+    results = run_eval(model, data, out, text_column, label_column, batch_size, backend=backend, quiet=quiet,
+                       overwrite=overwrite)
     for stem, m in results.items():
         typer.echo(f"\n== {stem} ({m['data']})\n{format_table(m)}")
     if len(results) > 1:
@@ -99,6 +122,9 @@ def predict(
         help="Predictions scoring below this become 'none' \\[default: the model's, chosen on dev; 0 = argmax].",
         show_default=False)] = None,
     backend: Backend = "auto",
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted run on the same --out: skip finished articles, append the rest."
+    )] = False,
     quiet: Quiet = False,
 ) -> None:
     """Split articles into sentences and classify each one."""
@@ -107,7 +133,7 @@ def predict(
 
     clf = StanceClassifier.load(model, backend=backend)
     summary = predict_articles(clf, inputs, out=out, fmt=fmt, batch_size=batch_size,
-                               min_score=min_score, quiet=quiet)
+                               min_score=min_score, quiet=quiet, resume=resume)
     if not quiet or out:
         typer.echo(summary.format(), err=True)
 
@@ -120,12 +146,13 @@ def export(
     int8: Annotated[bool, typer.Option("--int8", help="Also write a dynamically quantized int8 ONNX model.")] = False,
     data: Annotated[Path | None, typer.Option(help="Labeled file to measure agreement and speed on "
                                                   "\\[default: the model's test split].")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Export ONNX (and int8) backends and measure their agreement with fp32."""
     from stance.export import export as run_export
     from stance.export import format_report
 
-    report = run_export(model, onnx=onnx, int8=int8, data=data)
+    report = run_export(model, onnx=onnx, int8=int8, data=data, overwrite=overwrite)
     typer.echo(format_report(report))
 
 

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
-from stance.io import atomic_open, write_json
+from stance.io import atomic_dir, atomic_open, check_output_dir, output_lock, write_json
 from stance.modeling import decide_labels
 
 
@@ -132,34 +132,41 @@ def evaluate(
     batch_size: int = 64,
     backend: str = "torch",
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate a saved model on one or more labeled files and write reports.
 
     One file: reports sit directly in ``out_dir``.  Several: one sub-folder per
     file stem, plus ``summary.json`` with the headline numbers side by side.
+    The folder appears whole; an earlier report there is replaced only with
+    ``overwrite``, and anything else never.
     """
     from stance.modeling import StanceClassifier
 
-    clf = StanceClassifier.load(model_dir, backend=backend)
     out_dir = Path(out_dir)
+    check_output_dir(out_dir, ("report",), overwrite, "--out")
+    clf = StanceClassifier.load(model_dir, backend=backend)
     # Read and validate every file before writing anything.
     datasets = [read_labeled(p, clf.labels, text_column, label_column) for p in data_paths]
     stems = [Path(p).stem for p in data_paths]
     if len(set(stems)) != len(stems):
         stems = [f"{i}-{s}" for i, s in enumerate(stems)]
-    results: dict[str, dict[str, Any]] = {}
+    reports: dict[str, tuple[dict[str, Any], list[dict]]] = {}
     for stem, data in zip(stems, datasets):
         metrics, errors = evaluate_data(clf, data, batch_size, quiet)
         metrics["data"] = data.path
-        target = out_dir if len(datasets) == 1 else out_dir / stem
-        write_report(target, metrics, errors, title=f"{stem}: macro-F1 {metrics['macro_f1']:.3f}")
-        results[stem] = metrics
-    if len(datasets) > 1:
-        write_json(out_dir / "summary.json", {
-            stem: {"data": m["data"], "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                   **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in m["labels"]}}
-            for stem, m in results.items()
-        })
+        reports[stem] = metrics, errors
+    results = {stem: m for stem, (m, _) in reports.items()}
+    with output_lock(out_dir), atomic_dir(out_dir) as tmp:
+        for stem, (metrics, errors) in reports.items():
+            target = tmp if len(datasets) == 1 else tmp / stem
+            write_report(target, metrics, errors, title=f"{stem}: macro-F1 {metrics['macro_f1']:.3f}")
+        if len(datasets) > 1:
+            write_json(tmp / "summary.json", {
+                stem: {"data": m["data"], "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                       **{f"f1_{lab}": m["per_class"][lab]["f1"] for lab in m["labels"]}}
+                for stem, m in results.items()
+            })
     return results
 
 

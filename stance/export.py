@@ -25,7 +25,7 @@ from stance.backends import (
 )
 from stance.data import read_model_split
 from stance.errors import StanceError
-from stance.io import atomic_dir, write_json
+from stance.io import atomic_dir, check_output_dir, output_lock, write_json
 from stance.modeling import StanceClassifier, check_model_dir
 
 # Agreement the cascade margin is tuned for on dev: every int8 flip seen on dev
@@ -106,11 +106,22 @@ def export(
     onnx: bool = True,
     int8: bool = False,
     data: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Write ``MODEL/onnx/`` (model.onnx, model.int8.onnx) and ``backends.json``."""
+    """Write ``MODEL/onnx/`` (model.onnx, model.int8.onnx) and ``backends.json``.
+
+    An earlier export there is replaced only with ``overwrite``; a folder ``onnx/``
+    that is not an export of ours never is.
+    """
     model_dir = check_model_dir(model_dir)
     if not onnx:
         raise StanceError("stance export: nothing to do; pass --onnx")
+    check_output_dir(model_dir / "onnx", ("onnx",), overwrite, "stance export:")
+    with output_lock(model_dir / "onnx"):
+        return _export(model_dir, int8, data)
+
+
+def _export(model_dir: Path, int8: bool, data: str | Path | None) -> dict[str, Any]:
     try:
         import onnxruntime  # noqa: F401
         from onnxruntime.quantization import QuantType, quantize_dynamic

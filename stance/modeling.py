@@ -189,6 +189,8 @@ class StanceClassifier:
         # `stance train`; 0 = plain argmax).  Scores themselves are unchanged.
         self.min_score = min_score
         self.backend = backend or TorchBackend(self.model)
+        # The model directory it was loaded from (None when built in memory).
+        self.source: str | None = None
 
     # -- labels -----------------------------------------------------------------
     @property
@@ -219,7 +221,9 @@ class StanceClassifier:
             backend = choose_auto(path)
         check_backend(backend)
         if backend in ONNX_FILES and (path / "tokenizer.json").is_file():
-            return cls._light_load(path, backend)
+            clf = cls._light_load(path, backend)
+            clf.source = str(path)
+            return clf
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         try:
@@ -233,7 +237,7 @@ class StanceClassifier:
                     )
         except (OSError, ValueError) as e:
             raise _load_error(str(path), e) from None
-        return cls(
+        clf = cls(
             model,
             tokenizer,
             max_length=int(getattr(config, "stance_max_length", 128)),
@@ -242,6 +246,8 @@ class StanceClassifier:
             config=config,
             min_score=float(getattr(config, "stance_min_score", 0.0)),
         )
+        clf.source = str(path)
+        return clf
 
     @classmethod
     def _light_load(cls, path: Path, backend: str) -> StanceClassifier:

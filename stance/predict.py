@@ -10,6 +10,7 @@ renamed onto ``--out`` only when the run succeeds.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import queue
 import sys
@@ -17,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +26,8 @@ import numpy as np
 
 from stance.articles import expand_inputs, iter_articles
 from stance.errors import StanceError
-from stance.io import atomic_open
+from stance.io import fault_point, os_error, output_lock
+from stance.partial import PartialOutput, input_fingerprint
 from stance.sentences import split_sentences
 
 FIELDS = ["doc_id", "sent_idx", "start", "end", "text", "label", "score", "scores"]
@@ -40,6 +41,7 @@ class PredictSummary:
     skipped_files: list[str] = field(default_factory=list)
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    resumed_after: int = 0  # articles a resumed run found already done
 
     def format(self) -> str:
         rate = f", {self.sentences / self.seconds:.0f} sentences/s" if self.seconds else ""
@@ -49,6 +51,8 @@ class PredictSummary:
             parts.append(f"{self.truncated} sentences truncated to max_length")
         if self.skipped_files:
             parts.append(f"{len(self.skipped_files)} files skipped")
+        if self.resumed_after:
+            parts.append(f"resumed after {self.resumed_after} articles already done")
         return "; ".join(parts)
 
 
@@ -59,15 +63,23 @@ class _Pending:
     start: int
     end: int
     text: str
+    art_no: int  # ordinal of the article in this run's input stream
+
+
+@dataclass
+class _Window:
+    items: list[_Pending]
+    articles_done: int  # articles of this run's stream fully inside this and earlier windows
 
 
 class _Writer:
-    def __init__(self, fh: IO[str], fmt: str, labels: list[str]) -> None:
+    def __init__(self, fh: IO[str], fmt: str, labels: list[str], header: bool = True) -> None:
         self.fh, self.fmt, self.labels = fh, fmt, labels
         if fmt == "csv":
             # One column per label keeps the CSV flat for spreadsheets.
             self.csv = csv.writer(fh)
-            self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels])
+            if header:  # not again when a resumed run appends
+                self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels])
 
     def write(self, p: _Pending, label: str, probs: np.ndarray) -> None:
         score = round(float(probs.max()), 4)
@@ -82,21 +94,26 @@ class _Writer:
 
 
 def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[_Pending]:
-    for art in articles:
+    for art_no, art in enumerate(articles):
         summary.articles += 1
         for i, s in enumerate(split_sentences(art.text)):
-            yield _Pending(art.doc_id, i, s.start, s.end, s.text)
+            yield _Pending(art.doc_id, i, s.start, s.end, s.text, art_no)
 
 
-def _windows(items: Iterator[_Pending], size: int) -> Iterator[list[_Pending]]:
+def _windows(items: Iterator[_Pending], size: int, summary: PredictSummary) -> Iterator[_Window]:
+    """Windows of at least ``size`` sentences that end only between articles.
+
+    Ending on article boundaries makes every window a function of the articles
+    from its start on, so a resumed run (which starts at a boundary) batches, and
+    therefore scores, every sentence exactly as an uninterrupted run would.
+    """
     window: list[_Pending] = []
     for item in items:
-        window.append(item)
-        if len(window) >= size:
-            yield window
+        if len(window) >= size and item.art_no != window[-1].art_no:
+            yield _Window(window, item.art_no)
             window = []
-    if window:
-        yield window
+        window.append(item)
+    yield _Window(window, summary.articles)  # may be empty: it still records trailing empty articles
 
 
 def _prefetch(clf: Any, windows: Iterator[list[_Pending]], depth: int = 2):
@@ -116,7 +133,7 @@ def _prefetch(clf: Any, windows: Iterator[list[_Pending]], depth: int = 2):
             for chunk in windows:
                 if stop.is_set():
                     return
-                ids, truncated = clf.tokenize([c.text for c in chunk])
+                ids, truncated = clf.tokenize([c.text for c in chunk.items])
                 q.put((chunk, ids, truncated))
             q.put(done)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
@@ -150,15 +167,16 @@ def predict_articles(
     min_score: float | None = None,
     window: int = 1024,
     quiet: bool = False,
+    resume: bool = False,
 ) -> PredictSummary:
     """Classify every sentence of every article in ``inputs``; write one row per sentence.
 
     ``out`` None or "-" writes to stdout.  ``fmt`` defaults to the suffix of
     ``out`` (``.csv`` -> csv, else jsonl).  ``min_score`` None uses the model's
     own threshold (chosen on dev by ``stance train``); 0 is plain argmax.
+    ``resume`` continues a run on the same ``out`` that was interrupted
+    (``stance.partial``): finished articles are skipped, never written twice.
     """
-    from tqdm import tqdm
-
     if fmt is None:
         fmt = "csv" if out and str(out).lower().endswith(".csv") else "jsonl"
     if fmt not in ("jsonl", "csv"):
@@ -169,22 +187,79 @@ def predict_articles(
         raise StanceError(f"--batch-size: must be at least 1, got {batch_size}")
     summary = PredictSummary()
     # Resolve every input before opening the output: a missing file fails fast.
-    articles = iter_articles(expand_inputs(inputs), on_skip=summary.skipped_files.append)
-    to_stdout = out is None or str(out) == "-"
-    sink = nullcontext(sys.stdout) if to_stdout else atomic_open(out)
+    files = expand_inputs(inputs)
+    if out is None or str(out) == "-":
+        if resume:
+            raise StanceError("--resume: needs --out FILE (stdout cannot be resumed)")
+        _run(clf, iter_articles(files, on_skip=summary.skipped_files.append), _StdoutSink(fmt, clf.labels),
+             summary, batch_size, min_score, window, quiet)
+        return summary
+    if resume and "-" in files:
+        raise StanceError("--resume: stdin (-) cannot be read again; save it to a file first")
+    settings = {"model": str(Path(clf.source).resolve()) if getattr(clf, "source", None) else None,
+                "labels": clf.labels, "backend": clf.backend.name, "min_score": min_score,
+                "temperature": clf.temperature, "format": fmt, "window": window}
+    with output_lock(out):
+        sink = _FileSink(PartialOutput(out, input_fingerprint([f for f in files if f != "-"], settings)),
+                         fmt, clf.labels, resume)
+        try:
+            articles = itertools.islice(iter_articles(files, on_skip=summary.skipped_files.append),
+                                        sink.skip, None)
+            _run(clf, articles, sink, summary, batch_size, min_score, window, quiet)
+            sink.output.finish()
+        except StanceError:
+            sink.output.discard()  # bad input: a resumed run would stop at the same place
+            raise
+        except OSError as e:
+            err = os_error(out, e)
+            if isinstance(err, StanceError):  # disk full or permissions: what is done stays resumable
+                raise StanceError(f"{err}; finished articles are kept: rerun with --resume to continue") from None
+            raise
+        finally:
+            sink.output.close()
+    summary.resumed_after = sink.skip
+    return summary
+
+
+class _StdoutSink:
+    def __init__(self, fmt: str, labels: list[str]) -> None:
+        self.skip, self.writer = 0, _Writer(sys.stdout, fmt, labels, header=True)
+
+    def commit(self, articles_done: int, rows: int) -> None:
+        sys.stdout.flush()
+
+
+class _FileSink:
+    """Rows to a resumable partial file; committed after every window."""
+
+    def __init__(self, output: PartialOutput, fmt: str, labels: list[str], resume: bool) -> None:
+        self.output = output
+        self.skip = output.open(resume)
+        self.writer = _Writer(output.fh, fmt, labels, header=output.is_fresh)
+
+    def commit(self, articles_done: int, rows: int) -> None:
+        self.output.commit(self.skip + articles_done, rows)
+
+
+def _run(clf: Any, articles: Iterable, sink: Any, summary: PredictSummary, batch_size: int,
+         min_score: float | None, window: int, quiet: bool) -> None:
+    """Split, classify and write every window; commit the sink after each one."""
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
-    with sink as fh, tqdm(unit=" sent", disable=quiet, desc="Classifying") as bar:
-        writer = _Writer(fh, fmt, clf.labels)
-        for chunk, ids, truncated in _prefetch(clf, _windows(iter_sentences(articles, summary), window)):
-            probs = np.empty((len(chunk), len(clf.labels)), dtype=np.float32)
+    windows = _windows(iter_sentences(articles, summary), window, summary)
+    with tqdm(unit=" sent", disable=quiet, desc="Classifying") as bar:
+        for n, (chunk, ids, truncated) in enumerate(_prefetch(clf, windows), start=1):
+            probs = np.empty((len(chunk.items), len(clf.labels)), dtype=np.float32)
             for rows, p in clf.iter_token_scores(ids, batch_size=batch_size):
                 probs[rows] = p
             summary.truncated += int(truncated.sum())
             labels = clf.decide(probs, min_score)
-            for item, label, p in zip(chunk, labels, probs):
-                writer.write(item, label, p)
+            for item, label, p in zip(chunk.items, labels, probs):
+                sink.writer.write(item, label, p)
+            fault_point(f"predict-window-{n}")  # rows written, not yet committed
+            sink.commit(chunk.articles_done, len(chunk.items))
             summary.labels.update(labels)
-            summary.sentences += len(chunk)
-            bar.update(len(chunk))
+            summary.sentences += len(chunk.items)
+            bar.update(len(chunk.items))
     summary.seconds = time.perf_counter() - t0
-    return summary

@@ -24,11 +24,20 @@ from typing import Any
 
 import numpy as np
 
+from stance import checkpoints
 from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import calibrate, choose_min_score, compute_metrics, evaluate_data, plot_confusion
-from stance.io import atomic_dir, write_json, write_text
+from stance.io import (
+    atomic_dir,
+    check_output_dir,
+    clean_stale_siblings,
+    fault_point,
+    output_lock,
+    write_json,
+    write_text,
+)
 from stance.modeling import StanceClassifier, encoder_layers, freeze_bottom, load_backbone, transformers_bars_off
 
 
@@ -108,6 +117,16 @@ def _make_trainer_class():
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
             return self.optimizer
+
+        def _save(self, output_dir=None, state_dict=None):
+            super()._save(output_dir, state_dict)
+            # Weights written, optimizer and trainer state not yet: the checkpoint is incomplete here.
+            fault_point(f"checkpoint-save-{self.state.global_step}")
+
+        def training_step(self, *args, **kwargs):
+            loss = super().training_step(*args, **kwargs)
+            fault_point(f"step-{self.state.global_step + 1}")
+            return loss
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.class_weights is None:
@@ -247,7 +266,7 @@ def average_checkpoints(model: Any, ckpt_dir: Path, n: int) -> list[str]:
     import torch
     from safetensors.torch import load_file
 
-    ckpts = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[-n:]
+    ckpts = checkpoints.complete_checkpoints(ckpt_dir)[-n:]
     if len(ckpts) < n:
         raise StanceError(f"train.average_last: {n} checkpoints asked for, training saved {len(ckpts)}")
     total: dict[str, torch.Tensor] = {}
@@ -293,24 +312,29 @@ def train(
     output_dir: str | Path | None = None,
     resume: bool = False,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune a backbone on ``cfg.data`` and save a model directory; return the metrics.
 
-    ``quiet`` turns off progress bars and library warnings for the run only.
+    ``quiet`` turns off progress bars and library warnings for the run only.  An
+    existing model directory at the output is replaced only with ``overwrite``
+    (anything else there never is), and one run at a time may write it.
     """
-    with quiet_libraries() if quiet else nullcontext():
-        return _train(cfg, output_dir, resume, quiet)
+    out = Path(output_dir or cfg.output_dir)
+    check_output_dir(out, ("model",), overwrite, "--output-dir")
+    with output_lock(out), quiet_libraries() if quiet else nullcontext():
+        clean_stale_siblings(out)
+        return _train(cfg, out, resume, quiet)
 
 
-def _train(cfg: Config, output_dir: str | Path | None, resume: bool, quiet: bool) -> dict[str, Any]:
+def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
     import datasets
     import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed
 
     # Seed before anything random is created (the classifier head's init included).
     set_seed(cfg.train.seed)
-    out = Path(output_dir or cfg.output_dir)
-    ckpt_dir = out.with_name(out.name + ".checkpoints")
+    ckpt_dir = checkpoints.checkpoint_dir(out)
     labels = cfg.labels
 
     # -- data -------------------------------------------------------------------
@@ -320,6 +344,8 @@ def _train(cfg: Config, output_dir: str | Path | None, resume: bool, quiet: bool
     test_data = read(cfg.data.test) if cfg.data.test else None
     if len(set(train_data.labels)) < 2:
         raise StanceError(f"{cfg.data.train}: training data has fewer than two distinct labels")
+    # Once the data is known good, before the weights load, so a refused --resume fails fast.
+    resume_from = checkpoints.prepare(ckpt_dir, cfg, resume)
 
     # -- model ------------------------------------------------------------------
     model, tokenizer = load_backbone(cfg.model.name_or_path, labels)
@@ -402,13 +428,6 @@ def _train(cfg: Config, output_dir: str | Path | None, resume: bool, quiet: bool
 
         trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
 
-    resume_from = None
-    if resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        if resume_from is None:
-            raise StanceError(f"{ckpt_dir}: no checkpoint to resume from")
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - t0

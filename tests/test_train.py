@@ -101,7 +101,7 @@ def test_failed_training_keeps_previous_model(tmp_path, tiny_backbone, tiny_data
     bad.write_text('{"text": "fine", "label": "none"}\n{"text": "x", "label": "blame"}\n')
     d = tiny_config_dict(tiny_backbone, {**tiny_data, "test": bad}, out)
     with pytest.raises(StanceError, match="bad.jsonl:2: unknown label 'blame'"):
-        train(config_from_dict(d), quiet=True)
+        train(config_from_dict(d), quiet=True, overwrite=True)
     assert (out / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "model"]
 
@@ -146,7 +146,7 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_backbone, tiny_data, mo
 
 
 def test_resume_without_checkpoint_is_an_error(tiny_config):
-    with pytest.raises(StanceError, match="no checkpoint to resume from"):
+    with pytest.raises(StanceError, match="no complete checkpoint to resume from"):
         train(load_config(tiny_config), resume=True, quiet=True)
 
 
