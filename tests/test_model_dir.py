@@ -103,22 +103,33 @@ def test_temperature_and_min_score_outside_their_range_are_refused(model, backen
 
 
 def _widen_onnx_classifier(path, static):
-    """Give model.onnx's classifier a fifth output, with a fixed or a dynamic logits width."""
+    """Give model.onnx a fifth logits column, its width fixed in the graph or known only at run time."""
     import numpy as np
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
-    graph = onnx.load(str(path))
-    for init in graph.graph.initializer:
-        if init.name in ("model.classifier.weight", "model.classifier.bias"):
-            arr = numpy_helper.to_array(init)
-            init.CopyFrom(numpy_helper.from_array(np.concatenate([arr, arr[:1]]), init.name))
-    dim = graph.graph.output[0].type.tensor_type.shape.dim[1]
+    model = onnx.load(str(path))
+    graph = model.graph
     if static:
-        dim.dim_value = 5
+        for init in graph.initializer:
+            if init.name in ("model.classifier.weight", "model.classifier.bias"):
+                arr = numpy_helper.to_array(init)
+                init.CopyFrom(numpy_helper.from_array(np.concatenate([arr, arr[:1]]), init.name))
+        graph.output[0].type.tensor_type.shape.dim[1].dim_value = 5
     else:
-        dim.dim_param = "labels"
-    onnx.save(graph, str(path))
+        # logits = concat(logits, logits[:, :batch/batch]): ONNX Runtime cannot infer that width.
+        next(n for n in graph.node if "logits" in n.output).output[0] = "four"
+        graph.initializer.extend([numpy_helper.from_array(np.array([v], dtype=np.int64), name)
+                                  for v, name in ((0, "zero"), (1, "axis1"))])
+        graph.node.extend([
+            helper.make_node("Shape", ["attention_mask"], ["shape"]),
+            helper.make_node("Slice", ["shape", "zero", "axis1"], ["batch"]),
+            helper.make_node("Div", ["batch", "batch"], ["one"]),
+            helper.make_node("Slice", ["four", "zero", "one", "axis1"], ["extra"]),
+            helper.make_node("Concat", ["four", "extra"], ["logits"], axis=1),
+        ])
+        graph.output[0].type.tensor_type.shape.dim[1].dim_param = "labels"
+    onnx.save(model, str(path))
 
 
 @pytest.mark.parametrize("static", [True, False])
