@@ -5,19 +5,25 @@ ONNX files into ``MODEL/onnx/`` and measures each backend's label agreement
 with torch fp32 and its speed on held-out sentences (``onnx/backends.json``);
 ``backend="auto"`` then picks the fastest backend that agrees with fp32 on at
 least :data:`MIN_AGREEMENT` of them, and plain torch fp32 when nothing was
-measured.  Faster-but-unfaithful backends stay opt-in.
+measured.  Faster-but-unfaithful backends stay opt-in.  The report also records
+the sha256 of ``model.safetensors``: ONNX files that are corrupt, or not known
+to come from the weights beside them, make ``auto`` warn and serve torch fp32.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from stance.errors import StanceError
+from stance.modeldir import reason, short, weights_sha256
 
 BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8", "onnx-cascade")
 MIN_AGREEMENT = 0.99
@@ -107,8 +113,17 @@ def _shared_cpu_arena() -> bool:
     return _SHARED_ARENA
 
 
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """What ONNX Runtime raises for a file that is not a usable model (none subclass a common base)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel", "NoSuchFile",
+             "NotImplemented", "RuntimeException")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n))
+
+
 class OnnxBackend:
-    def __init__(self, path: Path, name: str) -> None:
+    def __init__(self, path: Path, name: str, n_labels: int | None = None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -120,11 +135,30 @@ class OnnxBackend:
         # Batch shapes vary with every window; a cached allocation plan per shape
         # made peak memory creep up with input size (measured: +10% at 12k sentences).
         opts.enable_mem_pattern = False
-        self.name = name
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.name, self.path, self.n_labels = name, Path(path), n_labels
+        hint = f"re-run `stance export {self.path.parent.parent} --onnx --int8`"
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except _ort_errors() as e:
+            raise StanceError(f"{path}: not a usable ONNX model ({reason(e).split('failed:')[-1]}); {hint}") from None
+        inputs = sorted(i.name for i in self.session.get_inputs())
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if inputs != ["attention_mask", "input_ids"] or "logits" not in outputs:
+            raise StanceError(f"{path}: expected inputs input_ids, attention_mask and output logits, "
+                              f"got {short(inputs)} -> {short(sorted(outputs))}; {hint}")
+        width = (outputs["logits"] or [None])[-1]
+        if isinstance(width, int):  # static: check now, not after the first batch
+            self._check_width(width)
+
+    def _check_width(self, width: int) -> None:
+        if self.n_labels is not None and width != self.n_labels:
+            raise StanceError(f"{self.path}: logits has {width} columns, but config.json id2label has "
+                              f"{self.n_labels} labels")
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        out = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        self._check_width(out.shape[-1])  # for exports whose logits width is dynamic
+        return out
 
 
 class CascadeBackend:
@@ -155,9 +189,67 @@ class CascadeBackend:
         return logits
 
 
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _report_problem(report: Any) -> str | None:
+    """What is wrong with a parsed backends.json, or None."""
+    if not isinstance(report, dict):
+        return f"expected a JSON object, got {type(report).__name__}"
+    backends = report.get("backends", {})
+    if not isinstance(backends, dict):
+        return "backends: expected a mapping of backend names"
+    for name, m in backends.items():
+        if name not in BACKENDS:
+            return f"backends: unknown backend {short(name)}"
+        if not (isinstance(m, dict) and _is_number(m.get("sentences_per_second"))
+                and (m.get("agreement") is None or _is_number(m["agreement"]))):
+            return f"backends.{name}: expected numbers agreement and sentences_per_second, got {short(m)}"
+    margin = report.get("cascade_margin", DEFAULT_CASCADE_MARGIN)
+    if not (_is_number(margin) and 0 <= margin <= 1):
+        return f"cascade_margin: must be a number in [0, 1], got {short(margin)}"
+    sha = report.get("weights_sha256")
+    if sha is not None and not (isinstance(sha, str) and re.fullmatch("[0-9a-f]{64}", sha)):
+        return f"weights_sha256: expected 64 hex digits, got {short(sha)}"
+    return None
+
+
 def read_report(model_dir: Path) -> dict[str, Any] | None:
+    """``MODEL/onnx/backends.json``, checked; None when nothing was exported."""
     path = Path(model_dir) / "onnx" / REPORT
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError covers bad JSON and bad UTF-8
+        problem = f"not valid JSON: {reason(e)}"
+    else:
+        problem = _report_problem(report)
+    if problem:
+        raise StanceError(f"{path}: {problem}; re-run `stance export {model_dir} --onnx --int8`")
+    return report
+
+
+def check_exported_from_weights(model_dir: Path, report: dict[str, Any] | None, required: bool) -> None:
+    """Refuse ONNX files that backends.json says were exported from other weights.
+
+    ``required``: also refuse an export that recorded no weights hash (older stance).
+    """
+    hint = f"re-run `stance export {model_dir} --onnx --int8`"
+    recorded = (report or {}).get("weights_sha256")
+    if recorded is None:
+        if required:
+            raise StanceError(f"{Path(model_dir) / 'onnx' / REPORT}: no weights_sha256, so the ONNX files may come "
+                              f"from other weights; {hint}")
+        return
+    if recorded != weights_sha256(Path(model_dir)):
+        raise StanceError(f"{Path(model_dir) / 'onnx' / REPORT}: weights_sha256 does not match model.safetensors "
+                          f"(the ONNX files were exported from other weights); {hint}")
 
 
 def choose_auto(model_dir: Path) -> str:
@@ -165,13 +257,39 @@ def choose_auto(model_dir: Path) -> str:
     report = read_report(model_dir)
     if not report:
         return "torch"
-    ok = [(m["sentences_per_second"], name) for name, m in report["backends"].items()
+    ok = [(m["sentences_per_second"], name) for name, m in report.get("backends", {}).items()
           if m.get("agreement") is not None and m["agreement"] >= MIN_AGREEMENT
           and (name not in ONNX_FILES or (Path(model_dir) / "onnx" / ONNX_FILES[name]).is_file())]
     return max(ok)[1] if ok else "torch"
 
 
-def make_backend(name: str, model_dir: Path, torch_model: Any | None) -> Backend:
+def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None) -> tuple[str, Backend | None]:
+    """Resolve ``backend`` (``auto`` included) and open its ONNX sessions: (name, backend), or (name, None)
+    for the torch backends, which the caller builds around its torch model.
+
+    Under ``auto`` anything wrong with the ONNX files (a corrupt report or model, files exported
+    from other weights, or not known to come from these) is a warning and torch fp32; asked for by
+    name, it is an error.
+    """
+    if backend == "auto":
+        try:
+            name = choose_auto(model_dir)
+            if name not in ONNX_FILES:
+                return name, None
+            check_exported_from_weights(model_dir, read_report(model_dir), required=True)
+            return name, make_backend(name, model_dir, None, n_labels)
+        except StanceError as e:
+            _warn(f"{e}; --backend auto uses torch")
+            return "torch", None
+    check_backend(backend)
+    if backend not in ONNX_FILES:
+        return backend, None
+    check_exported_from_weights(model_dir, read_report(model_dir), required=False)
+    return backend, make_backend(backend, model_dir, None, n_labels)
+
+
+def make_backend(name: str, model_dir: Path, torch_model: Any | None, n_labels: int | None = None) -> Backend:
+    """``n_labels``: the labels config.json names; an ONNX model scoring another number is refused."""
     check_backend(name)
     if name == "torch":
         return TorchBackend(torch_model)
@@ -190,7 +308,7 @@ def make_backend(name: str, model_dir: Path, torch_model: Any | None) -> Backend
             raise StanceError("backend onnx needs onnxruntime: pip install onnxruntime") from None
         if name == "onnx-cascade":
             margin = float((read_report(model_dir) or {}).get("cascade_margin", DEFAULT_CASCADE_MARGIN))
-            return CascadeBackend(OnnxBackend(onnx_dir / ONNX_FILES["onnx-int8"], "onnx-int8"),
-                                  OnnxBackend(onnx_dir / "model.onnx", "onnx"), margin)
-        return OnnxBackend(onnx_dir / ONNX_FILES[name], name)
+            return CascadeBackend(OnnxBackend(onnx_dir / ONNX_FILES["onnx-int8"], "onnx-int8", n_labels),
+                                  OnnxBackend(onnx_dir / "model.onnx", "onnx", n_labels), margin)
+        return OnnxBackend(onnx_dir / ONNX_FILES[name], name, n_labels)
     raise AssertionError(f"backend {name!r} is listed in BACKENDS but not built here")

@@ -26,6 +26,7 @@ from stance.backends import (
 from stance.data import read_model_split
 from stance.errors import StanceError
 from stance.io import atomic_dir, check_output_dir, output_lock, write_json
+from stance.modeldir import weights_sha256
 from stance.modeling import StanceClassifier, check_model_dir
 
 # Agreement the cascade margin is tuned for on dev: every int8 flip seen on dev
@@ -136,8 +137,9 @@ def _export(model_dir: Path, int8: bool, data: str | Path | None) -> dict[str, A
             # Per-channel scales keep more labels equal to fp32 than per-tensor (97% vs 94% measured).
             quantize_dynamic(str(tmp / ONNX_FILES["onnx"]), str(tmp / ONNX_FILES["onnx-int8"]),
                              weight_type=QuantType.QInt8, per_channel=True)
+    # `auto` serves these ONNX files only while model.safetensors still hashes to this.
     report: dict[str, Any] = {"check_data": source, "n": len(texts), "min_agreement": MIN_AGREEMENT,
-                              "backends": {}}
+                              "weights_sha256": weights_sha256(model_dir), "backends": {}}
     if int8:
         # Tuned on dev, so the agreement measured on test below stays honest.  Not on
         # train: the model is sure of its own training sentences, so int8 rarely

@@ -212,16 +212,20 @@ class StanceClassifier:
 
         ``backend``: ``torch`` (fp32), ``torch-int8``, ``onnx``, ``onnx-int8``,
         or ``auto`` (the fastest backend measured by ``stance export`` whose
-        labels agree with fp32 on >= 99% of held-out sentences).
+        labels agree with fp32 on >= 99% of held-out sentences; torch fp32, with
+        a warning, when the ONNX files are corrupt or not from these weights).
         """
-        from stance.backends import ONNX_FILES, check_backend, choose_auto, make_backend
+        from stance.backends import make_backend, open_onnx
+        from stance.modeldir import check_head, read_model_config, read_tokenizer_json
 
         path = check_model_dir(path)
-        if backend == "auto":
-            backend = choose_auto(path)
-        check_backend(backend)
-        if backend in ONNX_FILES and (path / "tokenizer.json").is_file():
-            clf = cls._light_load(path, backend)
+        # Everything the directory claims is checked here, before either loader trusts it.
+        raw = read_model_config(path)
+        check_head(path, len(raw["id2label"]))
+        rust_tokenizer = read_tokenizer_json(path)
+        backend, onnx = open_onnx(path, backend, len(raw["id2label"]))
+        if onnx is not None and rust_tokenizer is not None:
+            clf = cls._light_load(raw, rust_tokenizer, onnx)
             clf.source = str(path)
             return clf
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -231,45 +235,29 @@ class StanceClassifier:
                 tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
                 config = AutoConfig.from_pretrained(path, trust_remote_code=False)
                 model = None
-                if backend not in ONNX_FILES:  # ONNX sessions need no torch weights in memory
+                if onnx is None:  # ONNX sessions need no torch weights in memory
                     model = AutoModelForSequenceClassification.from_pretrained(
                         path, use_safetensors=True, trust_remote_code=False
                     )
         except (OSError, ValueError) as e:
             raise _load_error(str(path), e) from None
-        clf = cls(
-            model,
-            tokenizer,
-            max_length=int(getattr(config, "stance_max_length", 128)),
-            temperature=float(getattr(config, "stance_temperature", 1.0)),
-            backend=make_backend(backend, path, model),
-            config=config,
-            min_score=float(getattr(config, "stance_min_score", 0.0)),
-        )
+        clf = cls._from_raw(raw, model, tokenizer, onnx or make_backend(backend, path, model), config)
         clf.source = str(path)
         return clf
 
     @classmethod
-    def _light_load(cls, path: Path, backend: str) -> StanceClassifier:
+    def _light_load(cls, raw: dict[str, Any], tokenizer: Any, backend: Any) -> StanceClassifier:
         """ONNX serving without importing torch or transformers (saves ~2 s of start-up)."""
-        import json
         import types
 
-        from tokenizers import Tokenizer
+        return cls._from_raw(raw, None, tokenizer, backend, types.SimpleNamespace(**raw))
 
-        from stance.backends import make_backend
-
-        try:
-            config = types.SimpleNamespace(**json.loads((path / "config.json").read_text(encoding="utf-8")))
-            tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        except (OSError, ValueError, TypeError) as e:
-            raise _load_error(str(path), e) from None
-        if not isinstance(getattr(config, "id2label", None), dict):
-            raise StanceError(f"{path}/config.json: no id2label mapping")
-        return cls(None, tokenizer, max_length=int(getattr(config, "stance_max_length", 128)),
-                   temperature=float(getattr(config, "stance_temperature", 1.0)),
-                   backend=make_backend(backend, path, None), config=config,
-                   min_score=float(getattr(config, "stance_min_score", 0.0)))
+    @classmethod
+    def _from_raw(cls, raw: dict[str, Any], model: Any, tokenizer: Any, backend: Any, config: Any) -> StanceClassifier:
+        """Settings from the checked config.json (``modeldir.read_model_config``), not from ``config``."""
+        return cls(model, tokenizer, max_length=int(raw.get("stance_max_length", 128)),
+                   temperature=float(raw.get("stance_temperature", 1.0)), backend=backend, config=config,
+                   min_score=float(raw.get("stance_min_score", 0.0)))
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.config.stance_max_length = self.max_length

@@ -1,5 +1,6 @@
 """Every inference backend against torch fp32 on a tiny model, and the `auto` choice."""
 
+import hashlib
 import json
 import shutil
 
@@ -134,3 +135,6 @@ def test_train_exports_and_records_default_backend(tmp_path, tiny_backbone, tiny
     assert metrics["default_backend"] in metrics["backends"]
     assert "## Inference backends" in (tmp_path / "m" / "README.md").read_text()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    # The ONNX files were exported from the weights train saved, and say so.
+    sha = hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
+    assert json.loads((tmp_path / "m" / "onnx" / "backends.json").read_text())["weights_sha256"] == sha
