@@ -72,26 +72,26 @@ def _round_no(name: str) -> int:
     return int(digits) if digits else 0
 
 
-def drawn_before(current: str) -> set[str]:
+def drawn_before(current: str, data_dir: Path = ROOT / "data") -> set[str]:
     """Normalised text of every sentence an *earlier* round drew (round 1 and roundN, N < current).
 
     Only earlier rounds, so re-running an old round's selection reproduces it
     byte for byte even after later rounds exist.
     """
-    files = [ROOT / "data" / "candidates.jsonl"] + sorted(
-        p for p in (ROOT / "data" / "annotation").glob("round*/candidates.jsonl")
+    files = [data_dir / "candidates.jsonl"] + sorted(
+        p for p in (data_dir / "annotation").glob("round*/candidates.jsonl")
         if _round_no(p.parent.name) < _round_no(current))
     return {mine_candidates.norm(r["text"]) for f in files for r in build_corpus.read_jsonl(f)}
 
 
-def free_pool(raw: Path, current: str) -> list[dict]:
+def free_pool(raw: Path, current: str, data_dir: Path = ROOT / "data") -> list[dict]:
     """Unlabeled sentences whose story group is in train or unassigned."""
     groups = build_corpus.story_groups(raw)
     split_of: dict[str, str] = {}
     for split in ("train", "dev", "test"):
-        for r in build_corpus.read_jsonl(ROOT / "data" / f"{split}.jsonl"):
+        for r in build_corpus.read_jsonl(data_dir / f"{split}.jsonl"):
             split_of[groups.get(r["doc_id"], r["doc_id"])] = split
-    drawn = drawn_before(current)
+    drawn = drawn_before(current, data_dir)
     rows = (mine_candidates.article_sentences(raw) + mine_candidates.emergent_rows(raw)
             + mine_candidates.cameo_rows(raw))
     pool: dict[str, dict] = {}
@@ -131,6 +131,8 @@ def main() -> None:
                     help=f"override a stratum's size (defaults: {QUOTAS})")
     ap.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data",
+                    help="the corpus folder: the splits, candidates.jsonl and annotation/<round>/")
     args = ap.parse_args()
     quotas = dict(QUOTAS)
     for q in args.quota:
@@ -138,11 +140,11 @@ def main() -> None:
         if key not in QUOTAS or not n.isdigit():
             ap.error(f"--quota {q!r}: expected one of {sorted(QUOTAS)}=N")
         quotas[key] = int(n)
-    out_path = ROOT / "data" / "annotation" / args.round / "candidates.jsonl"
+    out_path = args.data_dir / "annotation" / args.round / "candidates.jsonl"
 
     from stance.modeling import StanceClassifier
 
-    pool = free_pool(args.raw, args.round)
+    pool = free_pool(args.raw, args.round, args.data_dir)
     clf = StanceClassifier.load(args.model, backend="onnx")
     probs = clf.predict_proba([r["text"] for r in pool], batch_size=128, progress="scoring pool")
     print(f"pool: {len(pool)} sentences; model predicts {dict(Counter(clf.labels[i] for i in probs.argmax(1)))}")

@@ -29,7 +29,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     cfg = load_config(args.config)
-    data = {s: read_labeled(ROOT / getattr(cfg.data, s), cfg.labels) for s in ("train", "dev", "test")}
+    # data.train may be a list of files (read and concatenated); relative paths are the repository's.
+    data = {}
+    for s in ("train", "dev", "test"):
+        paths = getattr(cfg.data, s)
+        paths = [ROOT / p for p in paths] if isinstance(paths, list) else ROOT / paths
+        data[s] = read_labeled(paths, cfg.labels, cfg.data.text_column, cfg.data.label_column)
     results = {}
     for split in ("dev", "test"):
         d = data[split]

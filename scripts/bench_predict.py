@@ -71,8 +71,14 @@ def main() -> None:
     ap.add_argument("--min-sentences", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rss-sizes", default="1000,50000", help="sentence counts for the peak-RSS runs ('' to skip)")
+    ap.add_argument("--backends", default=",".join(BACKENDS),
+                    help="comma-separated backends for the C runs (those without ONNX files are skipped); "
+                         "torch is the reference the agreement column compares with")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    backends = args.backends.split(",")
+    if "torch" not in backends or set(backends) - set(BACKENDS):
+        ap.error(f"--backends: torch plus any of {', '.join(BACKENDS)}")
 
     work = Path(tempfile.mkdtemp(prefix="stance-bench-"))
     try:
@@ -97,7 +103,7 @@ def main() -> None:
         runs = {"A pipeline": [sys.executable, "-c", PIPELINE, str(args.model), str(work / "sentences.json"),
                                str(work / "A pipeline.json")],
                 "B stance predict (default)": stance + ["--out", str(work / "B stance predict (default).jsonl")]}
-        for b in BACKENDS:
+        for b in backends:
             if b in ONNX_FILES and not (args.model / "onnx" / ONNX_FILES[b]).is_file():
                 continue
             runs[f"C --backend {b}"] = stance + ["--backend", b, "--out", str(work / f"C --backend {b}.jsonl")]

@@ -44,8 +44,6 @@ LABELS = ["accuse", "deny", "support", "none"]
 FIELDS = ["id", "text", "label", "source", "doc_id", "confidence"]  # the columns of the shipped splits
 from stance.baselines import keyword_rule  # noqa: E402
 
-ANN = ROOT / "data" / "annotation"  # round 1; later rounds live in ANN / <round>
-
 
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
@@ -282,7 +280,7 @@ def cmd_split(args: argparse.Namespace) -> None:
         current[best].update(comp)
     for split in fractions:
         rows = sorted((r for k in keys if assign[k] == split for r in by_group[k]), key=lambda r: r["id"])
-        write_jsonl(ROOT / "data" / f"{split}.jsonl", [{f: r[f] for f in FIELDS} for r in rows])
+        write_jsonl(args.data_dir / f"{split}.jsonl", [{f: r[f] for f in FIELDS} for r in rows])
         print(f"{split:5s} {len(rows):5d} " + " ".join(f"{lab}={current[split][lab]}" for lab in LABELS)
               + f"  groups={sum(v == split for v in assign.values())}")
     big = max(by_group.values(), key=len)
@@ -291,14 +289,14 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 def cmd_extend(args: argparse.Namespace) -> None:
     """A later round's gold rows, train only: refuse any whose story is in dev or test."""
-    if args.ann == ANN:
+    if not args.round:
         raise SystemExit("extend is for later rounds (--round NAME); round 1 is split with `split`")
     groups = story_groups(args.raw)
-    splits = {split: read_jsonl(ROOT / "data" / f"{split}.jsonl") for split in ("train", "dev", "test")}
+    splits = {split: read_jsonl(args.data_dir / f"{split}.jsonl") for split in ("train", "dev", "test")}
     held_out = {groups.get(r["doc_id"], r["doc_id"]) for split in ("dev", "test") for r in splits[split]}
-    out = ROOT / "data" / f"train_{args.ann.name}.jsonl"
+    out = args.data_dir / f"train_{args.ann.name}.jsonl"
     # Earlier rounds' rows count as labeled too; this round's own file is about to be rewritten.
-    earlier = [p for p in sorted((ROOT / "data").glob("train_*.jsonl")) if p != out]
+    earlier = [p for p in sorted(args.data_dir.glob("train_*.jsonl")) if p != out]
     labeled = {r["id"] for rows in splits.values() for r in rows} | {r["id"] for p in earlier for r in read_jsonl(p)}
     gold = read_jsonl(args.ann / "gold.jsonl")
     leaks = [r["id"] for r in gold if groups.get(r["doc_id"], r["doc_id"]) in held_out]
@@ -314,6 +312,8 @@ def cmd_extend(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--round", default=None, help="a later annotation round (data/annotation/<round>/)")
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data",
+                    help="the corpus folder: candidates.jsonl, annotation/ and the splits")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("batches")
     b.add_argument("--n-batches", type=int, default=8)
@@ -332,8 +332,9 @@ def main() -> None:
     ex = sub.add_parser("extend")
     ex.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     args = ap.parse_args()
-    args.ann = ANN / args.round if args.round else ANN
-    args.candidates = args.ann / "candidates.jsonl" if args.round else ROOT / "data" / "candidates.jsonl"
+    ann = args.data_dir / "annotation"  # round 1; later rounds live in annotation/<round>
+    args.ann = ann / args.round if args.round else ann
+    args.candidates = args.ann / "candidates.jsonl" if args.round else args.data_dir / "candidates.jsonl"
     {"batches": cmd_batches, "supplement": cmd_supplement, "merge": cmd_merge, "split": cmd_split,
      "extend": cmd_extend, "review": cmd_review}[args.cmd](args)
 

@@ -106,6 +106,9 @@ def main() -> int:
     ap.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw",
                     help="raw sources, for the story groups of the cross-validation folds (read once, then "
                          "cached in docs/results/crossval/story_groups.json)")
+    ap.add_argument("--curve-train", default=ROUND1_TRAIN,
+                    help="the rows whose fractions TF-IDF's learning curve trains on (round-1 train, as the "
+                         "transformer's curve settings)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     os.chdir(ROOT)  # the config's relative data paths are relative to the repository
@@ -132,7 +135,7 @@ def main() -> int:
             raise StanceError(f"{runs_dir}: no run of the default setting yet; run without --report-only")
         print("baselines ...", flush=True)
         # TF-IDF is trained on the same rows as the shipped model; its curve on round-1 fractions.
-        baselines = run_baselines(train, dev, test, cfg.labels, curve_train=read(ROUND1_TRAIN))
+        baselines = run_baselines(train, dev, test, cfg.labels, curve_train=read(args.curve_train))
         notes_path = runs_dir.parent / "error_notes.yaml"
         notes = yaml.safe_load(notes_path.read_text(encoding="utf-8")) if notes_path.is_file() else {}
         commentary_path = runs_dir.parent / "commentary.md"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from stance.errors import StanceError
+from stance.errors import StanceError, short
 
 DEFAULT_LABELS = ["accuse", "deny", "support", "none"]
 
@@ -131,10 +131,10 @@ def _coerce(value: Any, tp: Any, file: str, key: str) -> Any:
                 return _coerce(value, arg, file, key)
             except StanceError:
                 continue
-        raise StanceError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise StanceError(f"{where}: expected {_type_name(tp)}, got {short(value)}")
     if origin is list:
         if not isinstance(value, list):
-            raise StanceError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            raise StanceError(f"{where}: expected {_type_name(tp)}, got {short(value)}")
         return [_coerce(v, typing.get_args(tp)[0], file, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is type(None):
         if value is None:
@@ -159,20 +159,20 @@ def _coerce(value: Any, tp: Any, file: str, key: str) -> Any:
             return value
     elif dataclasses.is_dataclass(tp):
         return _build(tp, value, file, key + ".")
-    raise StanceError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    raise StanceError(f"{where}: expected {_type_name(tp)}, got {short(value)}")
 
 
 def _build(cls: type, raw: Any, file: str, prefix: str = "") -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise StanceError(f"{file}: {prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {raw!r}")
+        raise StanceError(f"{file}: {prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {short(raw)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in names:
             raise StanceError(
-                f"{file}: unknown config key '{prefix}{key}' (known: {', '.join(sorted(names))})"
+                f"{file}: unknown config key {short(f'{prefix}{key}')} (known: {', '.join(sorted(names))})"
             )
     kwargs = {k: _coerce(v, hints[k], file, f"{prefix}{k}") for k, v in raw.items()}
     return cls(**kwargs)
@@ -182,14 +182,14 @@ def _validate(cfg: Config, file: str) -> None:
     if not cfg.labels:
         raise StanceError(f"{file}: labels: must list at least two labels")
     if len(cfg.labels) < 2:
-        raise StanceError(f"{file}: labels: must list at least two labels, got {cfg.labels}")
+        raise StanceError(f"{file}: labels: must list at least two labels, got {short(cfg.labels)}")
     if len(set(cfg.labels)) != len(cfg.labels):
-        raise StanceError(f"{file}: labels: duplicate label in {cfg.labels}")
+        raise StanceError(f"{file}: labels: duplicate label in {short(cfg.labels)}")
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in choices:
-            raise StanceError(f"{file}: {key}: must be one of {', '.join(choices)}, got {value!r}")
+            raise StanceError(f"{file}: {key}: must be one of {', '.join(choices)}, got {short(value)}")
     positive = {
         "model.max_length": cfg.model.max_length,
         "train.batch_size": cfg.train.batch_size,
@@ -199,37 +199,74 @@ def _validate(cfg: Config, file: str) -> None:
     }
     for key, value in positive.items():
         if value <= 0:
-            raise StanceError(f"{file}: {key}: must be > 0, got {value}")
+            raise StanceError(f"{file}: {key}: must be > 0, got {short(value)}")
     if isinstance(cfg.data.train, list) and not cfg.data.train:
         raise StanceError(f"{file}: data.train: must name at least one file")
     if not 0 < cfg.train.train_fraction <= 1:
-        raise StanceError(f"{file}: train.train_fraction: must be in (0, 1], got {cfg.train.train_fraction}")
+        raise StanceError(f"{file}: train.train_fraction: must be in (0, 1], got {short(cfg.train.train_fraction)}")
     if not 0 <= cfg.train.label_smoothing < 1:
-        raise StanceError(f"{file}: train.label_smoothing: must be in [0, 1), got {cfg.train.label_smoothing}")
+        raise StanceError(f"{file}: train.label_smoothing: must be in [0, 1), got {short(cfg.train.label_smoothing)}")
     if cfg.train.early_stopping_patience < 0:
         raise StanceError(f"{file}: train.early_stopping_patience: must be >= 0")
     if not 0 < cfg.train.layer_lr_decay <= 1:
-        raise StanceError(f"{file}: train.layer_lr_decay: must be in (0, 1] (1 = off), got {cfg.train.layer_lr_decay}")
+        raise StanceError(
+            f"{file}: train.layer_lr_decay: must be in (0, 1] (1 = off), got {short(cfg.train.layer_lr_decay)}")
     if cfg.train.average_last < 0 or cfg.train.average_last == 1:
-        raise StanceError(f"{file}: train.average_last: must be 0 (off) or >= 2, got {cfg.train.average_last}")
+        raise StanceError(f"{file}: train.average_last: must be 0 (off) or >= 2, got {short(cfg.train.average_last)}")
     if cfg.model.freeze_layers < 0:
-        raise StanceError(f"{file}: model.freeze_layers: must be >= 0, got {cfg.model.freeze_layers}")
+        raise StanceError(f"{file}: model.freeze_layers: must be >= 0, got {short(cfg.model.freeze_layers)}")
+
+
+class _AliasFound(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__()
+        self.mark = mark
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases as it composes, before any value exists.
+
+    Aliases let a few hundred bytes stand for millions of values (the "billion laughs"),
+    which an error message quoting the value would then print in full; a config has no
+    need of them.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasFound(event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """Safely parse config YAML; every problem is one StanceError line starting with ``where``."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: no Python objects
+    except _AliasFound as e:
+        raise StanceError(f"{where}: line {e.mark.line + 1}: YAML aliases/anchors are not allowed in configs") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise StanceError(f"{where}: not valid YAML{at}: {short(problem, quote=False)}") from None
+    except ValueError as e:  # e.g. an integer of over 4300 digits, which Python refuses to convert
+        raise StanceError(f"{where}: not valid YAML: {short(e, quote=False)}") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], file: str = "--set") -> dict[str, Any]:
     """Apply ``a.b=c`` overrides; values are parsed as YAML (``3e-5``, ``true``, ``[a, b]``)."""
     for item in overrides:
         if "=" not in item:
-            raise StanceError(f"--set {item!r}: expected key=value, e.g. train.epochs=3")
+            raise StanceError(f"--set {short(item)}: expected key=value, e.g. train.epochs=3")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         node = raw
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise StanceError(f"--set {key}: '{p}' is not a section")
+                raise StanceError(f"--set {short(key.strip())}: {short(p)} is not a section")
             node = nxt
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        node[parts[-1]] = _parse_yaml(value, f"--set {short(key.strip())}") if value.strip() else None
     return raw
 
 
@@ -240,19 +277,16 @@ def config_from_dict(raw: dict[str, Any], file: str = "<config>") -> Config:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config with ``safe_load``, apply overrides, and validate it."""
+    """Read a YAML config (safe loading, no aliases), apply overrides, and validate it."""
     path = Path(path)
     file = str(path)
     if not path.is_file():
         raise StanceError(f"{file}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise StanceError(f"{file}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise StanceError(f"{file}: not a UTF-8 text file") from None
+    raw = _parse_yaml(text, file)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

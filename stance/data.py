@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stance.errors import StanceError
+from stance.errors import StanceError, short
 
 
 @dataclass
@@ -91,9 +91,9 @@ def read_labeled(
         text, label = row[text_column], row[label_column]
         if not isinstance(text, str) or not text.strip():
             raise StanceError(f"{path}:{lineno}: empty or non-text '{text_column}'")
-        if label not in known:
+        if not isinstance(label, str) or label not in known:  # a JSON list/dict label is unhashable
             raise StanceError(
-                f"{path}:{lineno}: unknown label {label!r} (config labels: {', '.join(labels)})"
+                f"{path}:{lineno}: unknown label {short(label)} (config labels: {', '.join(labels)})"
             )
         texts.append(text)
         golds.append(label)

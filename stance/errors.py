@@ -15,3 +15,13 @@ class StanceError(Exception):
     def __init__(self, message: str) -> None:
         # Multi-line messages defeat the "one line, no traceback" contract.
         super().__init__(" ".join(str(message).split()))
+
+
+def short(value: object, limit: int = 80, quote: bool = True) -> str:
+    """``repr(value)`` (``str`` with ``quote=False``) cut to ``limit`` characters, for a message.
+
+    A rejected value can be megabytes long (a pasted blob, a huge list), and the one-line
+    error that names it must stay one readable line.
+    """
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

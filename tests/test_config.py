@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,8 @@ def test_label_order_comes_from_config(tmp_path):
         ("", ["train.layer_lr_decay=0"], "c.yaml: train.layer_lr_decay: must be in (0, 1] (1 = off), got 0.0"),
         ("train:\n  average_last: 1\n", [], "c.yaml: train.average_last: must be 0 (off) or >= 2, got 1"),
         ("data:\n  train: [a.jsonl, 3]\n", [], "c.yaml: data.train: expected a string or a list of strings"),
+        ("train:\n  epochs: [\n", [], "c.yaml: not valid YAML (line 3, column 1): expected the node content"),
+        ("model:\n  max_length: " + "1" * 5000 + "\n", [], "c.yaml: not valid YAML: Exceeds the limit (4300 digits)"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, overrides, expected):
@@ -86,3 +91,65 @@ def test_resolved_config_roundtrips(tmp_path):
     cfg.train.epochs = 2.5
     save_config(cfg, tmp_path / "out.yaml")
     assert load_config(tmp_path / "out.yaml") == cfg
+
+
+def _laughs(levels: int, width: int = 9) -> str:
+    """A billion-laughs config: each anchor repeats the one below it `width` times."""
+    lines = ["data:", "  train:", f"    - &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"    - &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_billion_laughs_config_is_refused_in_one_short_line(tmp_path):
+    # 9**6 = 531k strings: small enough that without the refusal this fails on the message
+    # length (a ~4 MB message) instead of exhausting memory; a subprocess with a time and
+    # memory cap keeps a regression to a larger bomb from taking the machine with it.
+    path = write(tmp_path, _laughs(6))
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+            "from stance.config import load_config\n"
+            "from stance.errors import StanceError\n"
+            "try:\n    load_config(sys.argv[1])\n"
+            "except StanceError as e:\n    print(e)\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    message = proc.stdout.strip()
+    assert len(message) < 300 and "\n" not in message, message[:300]
+    assert message == f"{path}: line 3: YAML aliases/anchors are not allowed in configs"
+
+
+@pytest.mark.parametrize("text", ["output_dir: &out models/x\n", "train: &t {epochs: 2}\nmodel: *t\n",
+                                  "base: &b {epochs: 2}\ntrain:\n  <<: *b\n"])
+def test_any_anchor_or_alias_in_a_config_is_refused(tmp_path, text):
+    with pytest.raises(StanceError, match=r"c.yaml: line 1: YAML aliases/anchors are not allowed in configs$"):
+        load_config(write(tmp_path, text))
+
+
+def test_an_alias_in_a_set_override_is_refused(tmp_path):
+    with pytest.raises(StanceError, match=r"^--set 'data.train': line 1: YAML aliases/anchors are not allowed"):
+        load_config(write(tmp_path, ""), ["data.train=[&a x.jsonl, *a]"])
+
+
+def test_a_set_value_that_is_not_yaml_is_one_line_naming_the_key(tmp_path):
+    with pytest.raises(StanceError, match=r"^--set 'train.epochs': not valid YAML \(line 1, column 2\)"):
+        load_config(write(tmp_path, ""), ["train.epochs=["])
+
+
+# The unknown-key message also lists the known keys of the section (~300 characters for train).
+@pytest.mark.parametrize("text, overrides, limit", [
+    ("train:\n  epochs: " + "x" * 50_000 + "\n", [], 200),
+    ("train:\n  class_weighting: " + "x" * 50_000 + "\n", [], 200),
+    ("labels: [" + ", ".join(["a"] * 20_000) + "]\n", [], 200),
+    ("model: [" + ", ".join(["a"] * 20_000) + "]\n", [], 200),
+    ("data:\n  train: [" + ", ".join(["a"] * 20_000) + ", 3]\n", [], 200),
+    ("", ["x" * 50_000], 200),
+    ("train:\n  ? " + "x" * 50_000 + "\n  : 1\n", [], 500),
+])
+def test_a_long_rejected_value_is_quoted_cut_short(tmp_path, text, overrides, limit):
+    path = write(tmp_path, text)
+    with pytest.raises(StanceError) as e:
+        load_config(path, overrides)
+    message = str(e.value).replace(str(path), "c.yaml")  # the tmp folder's length is not the point
+    assert len(message) < limit and "..." in message, message[:600]

@@ -65,3 +65,15 @@ def test_list_of_files_is_concatenated_and_errors_name_the_file(tmp_path):
         read_labeled([a, b], LABELS)
     with pytest.raises(StanceError, match="empty list"):
         read_labeled([], LABELS)
+
+
+@pytest.mark.parametrize("label", ["x" * 50_000, ["accuse"] * 5_000, {"accuse": 1}])
+def test_a_long_or_non_text_label_is_quoted_cut_short(tmp_path, label):
+    import json
+
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({"text": "ok", "label": label}) + "\n")
+    with pytest.raises(StanceError) as e:
+        read_labeled(p, LABELS)
+    message = str(e.value).replace(str(p), "d.jsonl")
+    assert message.startswith("d.jsonl:1: unknown label ") and len(message) < 200, message[:300]

@@ -1,0 +1,293 @@
+"""Every script the README names runs, as a real process, on tiny data made here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import LABELS, make_rows, tiny_config_dict, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: object, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run scripts/NAME from the repository root as a user would; it must exit 0."""
+    proc = subprocess.run([sys.executable, f"scripts/{name}", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_baselines_script_trains_on_a_list_of_training_files(tmp_path, tiny_backbone, tiny_data):
+    # Two files with two labels each: read as one list, TF-IDF sees all four labels; either
+    # file alone would leave two labels unpredictable (macro-F1 <= 0.5).
+    rows = make_rows(160, 1)
+    first = write_jsonl(tmp_path / "a.jsonl", [r for r in rows if r["label"] in ("accuse", "deny")])
+    second = write_jsonl(tmp_path / "b.jsonl", [r for r in rows if r["label"] in ("support", "none")])
+    cfg = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "unused")
+    cfg["data"]["train"] = [str(first), str(second)]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_script("baselines.py", "--config", tmp_path / "c.yaml", "--json", tmp_path / "b.json")
+    results = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert set(results) == {f"{m}/{s}" for m in ("keyword rule", "tfidf+logreg") for s in ("dev", "test")}
+    assert results["tfidf+logreg/test"]["macro_f1"] > 0.8, results["tfidf+logreg/test"]
+    table = {line.split()[0]: line.split()[1] for line in proc.stdout.splitlines()[2:]}
+    assert table["tfidf+logreg/test"] == f"{results['tfidf+logreg/test']['macro_f1']:.3f}"
+
+
+def test_bench_train_times_both_precisions_on_a_tiny_backbone(tiny_backbone, tiny_data):
+    proc = run_script("bench_train.py", "--model", tiny_backbone, "--data", tiny_data["train"], "--steps", 3,
+                      "--warmup", 1, "--batch-size", 4)
+    m = re.search(r"^fp32 ([\d.]+) s/step, bf16 ([\d.]+) s/step \(median of 3, batch 4\)$", proc.stdout, re.M)
+    assert m, proc.stdout
+    fp32, bf16 = float(m[1]), float(m[2])
+    ratio = float(re.search(r"^ratio fp32/bf16: ([\d.]+)x$", proc.stdout, re.M)[1])
+    # The printed seconds are rounded to 3 decimals, the ratio comes from the unrounded medians.
+    assert fp32 > 0 and bf16 > 0 and ratio == pytest.approx(fp32 / bf16, rel=0.1, abs=0.01), proc.stdout
+
+
+def test_compare_report_only_renders_the_report_from_cached_runs(tmp_path, trained_model, tiny_backbone, tiny_data):
+    from stance.compare import SETTINGS, record_model
+    from stance.config import load_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "unused")))
+    cfg = load_config(config)
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    # One model recorded as two settings: the report needs a default run, and a runner-up to compare with.
+    for setting in SETTINGS[:2]:
+        (runs / f"{setting.name}-s42.json").write_text(json.dumps(record_model(trained_model, cfg, setting, 42)))
+    # Cached story groups, so the cross-validation step needs no raw sources (its folds are not run: skipped).
+    (tmp_path / "results" / "crossval").mkdir()
+    (tmp_path / "results" / "crossval" / "story_groups.json").write_text("{}")
+    out = tmp_path / "results.md"
+    proc = run_script("compare.py", "--report-only", "--config", config, "--out", out, "--work-dir", tmp_path / "w",
+                      "--curve-train", tiny_data["train"])
+    assert "cross-validation: bf16+round5@fold0of3 not run yet" in proc.stdout
+    # Equal runs: the first setting on the table wins the tie.
+    assert re.search(r"^wrote .*results.md: winner default, test macro-F1 ", proc.stdout, re.M), proc.stdout
+    report = out.read_text()
+    assert "| MiniLM-L6 default **(winner)**" in report and "| MiniLM-L6 no-class-weights" in report
+    assert "| TF-IDF + LR (" in report and "The runner-up on dev among recipes" in report
+    assert (tmp_path / "results" / "confusion_test.png").stat().st_size > 0
+    assert (tmp_path / "w" / "crossval").is_dir()  # fold files go under --work-dir, not the repository
+
+
+def test_bench_predict_compares_pipeline_stance_and_torch_on_the_same_sentences(tmp_path, trained_model):
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    for i, text in enumerate(["The minister denied the report. Critics accused the council of lying.",
+                              "The union praised the mayor. Police met the senator in London.",
+                              "Labour backed the plan. Russia rejected claims by the company."]):
+        (articles / f"{i}.txt").write_text(text + "\n")
+    proc = run_script("bench_predict.py", "--model", trained_model, "--articles", articles, "--min-sentences", 3,
+                      "--rounds", 1, "--backends", "torch", "--rss-sizes", 3, "--json", tmp_path / "b.json")
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["n"] == 4  # whole articles until at least 3 sentences
+    assert set(result["results"]) == {"A pipeline", "B stance predict (default)", "C --backend torch"}
+    # One model, argmax everywhere: every run labels every sentence as the torch run does.
+    assert all(r["agreement_with_fp32"] == 1.0 for r in result["results"].values())
+    assert result["rss"]["3"]["peak_rss_mib"] > 0 and "B/A throughput ratio" in proc.stdout
+
+
+def _csv(path: Path, header: list[str], rows: list[list[str]], delimiter: str = ",") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, delimiter=delimiter)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+# One story across sources: two FNC-1 bodies share a related headline, and an Emergent
+# claim's headline is that headline too (build_corpus.story_groups joins all three).
+STORY = ("fnc1-body-1", "fnc1-body-2", "emergent-claim-c1")
+
+
+def tiny_raw(root: Path) -> Path:
+    """A few rows of every raw source the corpus scripts read, in the sources' own formats."""
+    bbc = root / "articles-bbc" / "politics"
+    bbc.mkdir(parents=True)
+    (bbc / "001.txt").write_text("Blair denied claims that he misled parliament over the war. The opposition accused "
+                                 "the government of hiding the true cost of the plan. Too short here.\n",
+                                 encoding="latin-1")
+    (bbc / "002.txt").write_text("The Liberal Democrats welcomed the new proposals for local councils. Ministers met "
+                                 "union leaders in London on Tuesday afternoon.\n", encoding="latin-1")
+    _csv(root / "fnc-1" / "train_bodies.csv", ["Body ID", "articleBody"], [
+        ["1", "Officials rejected reports that the soldier had been captured alive."],
+        ["2", "Local people praised the rescue teams for their work in the mountains."],
+        ["3", "The company announced record profits for the third quarter this year."]])
+    _csv(root / "fnc-1" / "train_stances.csv", ["Headline", "Body ID", "Stance"], [
+        ["Soldier captured alive", "1", "discuss"], ["Soldier captured alive", "2", "agree"],
+        ["Soldier captured alive", "3", "unrelated"]])
+    _csv(root / "emergent" / "url-versions-2015-06-14-clean.csv",
+         ["", "claimHeadline", "articleHeadline", "articleHeadlineStance", "articleId", "claimId"], [
+             ["0", "Soldier captured alive", "Police deny that the missing soldier was found in a cave",
+              "against", "a1", "c1"],
+             ["1", "Giant spider found", "Reports say a giant spider was found in a house in Ohio", "for", "a2", "c2"]])
+    cameo = root / "conflibert-cameo-pentaclass"
+    cameo.mkdir()
+    (cameo / "train.tsv").write_text("Protesters clashed with police outside the parliament building today\t3\n"
+                                     "The two countries signed a trade agreement in Geneva yesterday\t1\n",
+                                     encoding="utf-8")
+    (cameo / "test.tsv").write_text("Rebels attacked a convoy carrying supplies to the city\t4\n", encoding="utf-8")
+    (root / "plover-gsr").mkdir()
+    (root / "plover-gsr" / "PLOVER_GSR_CAMEO.txt").write_text(json.dumps([
+        {"id": "d1", "event": "DOCUMENT", "text": "Documentation, not an event sentence at all here."},
+        {"id": "p1", "event": "ASSAULT", "text": "Troops fired on demonstrators in the capital on Sunday morning"}]))
+    for rnd in (7, 10):
+        _csv(root / "cameo-conflibert-annot" / f"training_round_{rnd}_summary.csv", ["ids", "No", "sentences"],
+             [[f"a{rnd}", "1", f"Government forces shelled rebel positions for the {rnd}th night in a row"]])
+    _csv(root / "rumoureval2017" / "rumoureval2017_subtaskA_traindev.tsv", ["thread_id", "label", "text"], [
+        ["t1", "deny", "This is not true, the gunman was never inside the building"],
+        ["t2", "deny", "@user no way this is real at all my friend"],
+        ["t3", "comment", "Breaking news: shots fired near the parliament in Ottawa today"]], delimiter="\t")
+    return root
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_mine_candidates_draws_each_stratum_reproducibly_from_the_raw_sources(tmp_path):
+    raw = tiny_raw(tmp_path / "raw")
+    proc = run_script("mine_candidates.py", "--raw", raw, "--out", tmp_path / "c.jsonl")
+    rows = read_rows(tmp_path / "c.jsonl")
+    stratum = {r["text"]: r["stratum"] for r in rows}
+    assert stratum == {
+        "Police deny that the missing soldier was found in a cave": "pool_emergent_against",
+        "Blair denied claims that he misled parliament over the war.": "cue_deny",
+        "Officials rejected reports that the soldier had been captured alive.": "cue_deny",
+        "The opposition accused the government of hiding the true cost of the plan.": "cue_accuse",
+        "The Liberal Democrats welcomed the new proposals for local councils.": "cue_support",
+        "Local people praised the rescue teams for their work in the mountains.": "cue_support",
+        "Protesters clashed with police outside the parliament building today": "pool_cameo_conflict",
+        "The two countries signed a trade agreement in Geneva yesterday": "pool_cameo_cooperation",
+        "This is not true, the gunman was never inside the building": "pool_rumoureval_deny",
+        "Ministers met union leaders in London on Tuesday afternoon.": "random",
+        "The company announced record profits for the third quarter this year.": "random",
+        "Reports say a giant spider was found in a house in Ohio": "random_headline",
+        "Troops fired on demonstrators in the capital on Sunday morning": "hardneg",
+        "Government forces shelled rebel positions for the 7th night in a row": "hardneg",
+        "Government forces shelled rebel positions for the 10th night in a row": "hardneg",
+        "Rebels attacked a convoy carrying supplies to the city": "hardneg",
+    }
+    first = next(r for r in rows if r["text"].startswith("Blair"))
+    assert first["source"] == "bbc" and first["doc_id"] == "bbc-politics-001" and first["cues"] == ["deny"]
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    assert f"{len(rows)} candidates -> {tmp_path / 'c.jsonl'}" in proc.stdout
+    run_script("mine_candidates.py", "--raw", raw, "--out", tmp_path / "again.jsonl")
+    assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "c.jsonl").read_bytes()
+
+
+def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(tmp_path):
+    raw, data = tiny_raw(tmp_path / "raw"), tmp_path / "data"
+    # 24 candidates of known labels, three of them from one story (which must stay in one split).
+    truth = {}
+    cands = []
+    for i, r in enumerate(make_rows(24, 5)):
+        doc = STORY[i] if i < len(STORY) else f"bbc-politics-{i:03d}"
+        cands.append({"id": f"c{i:02d}", "text": r["text"], "source": doc.split("-")[0], "doc_id": doc, "sent_idx": 0,
+                      "orig_label": None, "stratum": "random", "cues": []})
+        truth[f"c{i:02d}"] = "skip" if i == 23 else r["label"]
+    data.mkdir()
+    write_jsonl(data / "candidates.jsonl", cands)
+
+    proc = run_script("build_corpus.py", "--data-dir", data, "batches", "--n-batches", 2, "--double", 3)
+    ann = data / "annotation"
+    batches = {b: read_rows(ann / "batches" / f"batch_{b:02d}.jsonl") for b in (0, 1)}
+    assert [len(rows) for rows in batches.values()] == [15, 15] and "batch_01: 15 items (12 own + 3 second-pass)" \
+        in proc.stdout
+    assignment = json.loads((ann / "assignment.json").read_text())
+    assert sorted(assignment) == sorted(truth) and set(assignment.values()) == {0, 1}
+    assert set(batches[0][0]) == {"id", "source", "text"}  # annotators never see a model guess or a stratum
+
+    # Each batch's annotator labels it right, except one second-pass label that disagrees.
+    disputed = next(r["id"] for r in batches[1] if assignment[r["id"]] == 0 and truth[r["id"]] != "skip")
+    wrong = next(lab for lab in LABELS if lab != truth[disputed])
+    (ann / "labels").mkdir()
+    for b, rows in batches.items():
+        write_jsonl(ann / "labels" / f"batch_{b:02d}.jsonl", [
+            {"id": r["id"], "label": wrong if (b, r["id"]) == (1, disputed) else truth[r["id"]], "confidence": "high"}
+            for r in rows])
+    proc = run_script("build_corpus.py", "--data-dir", data, "merge")
+    report = json.loads((ann / "agreement.json").read_text())
+    assert report["n_double"] == 6 and report["disagreements"] == 1 and report["adjudicated"] == 0
+    assert report["skipped"] == 1 and sum(report["gold_counts"].values()) == 23
+    assert "1 disagreements not yet adjudicated" in proc.stdout
+    gold = {r["id"]: r for r in read_rows(ann / "gold.jsonl")}
+    assert gold[disputed]["agreement"] == "unadjudicated" and gold[disputed]["confidence"] == "low"
+    assert all(g["label"] == truth[i] for i, g in gold.items())  # the first pass stands until adjudicated
+
+    run_script("build_corpus.py", "--data-dir", data, "split", "--raw", raw)
+    splits = {s: read_rows(data / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    assert sorted(r["id"] for rows in splits.values() for r in rows) == sorted(gold)
+    assert all(set(r) == {"id", "text", "label", "source", "doc_id", "confidence"} for rows in splits.values()
+               for r in rows)
+    story_split = {s for s, rows in splits.items() for r in rows if r["doc_id"] in STORY}
+    assert len(story_split) == 1
+
+    # A later round adds train rows only, and refuses a row from a dev/test story.
+    held_out = next(s for s in ("dev", "test") if splits[s] and s not in story_split)
+    new = {"id": "n1", "text": "The council blamed the company for the floods.", "label": "accuse",
+           "source": "bbc", "doc_id": "bbc-politics-900", "confidence": "high"}
+    (ann / "round2").mkdir()
+    write_jsonl(ann / "round2" / "gold.jsonl", [new])
+    proc = run_script("build_corpus.py", "--data-dir", data, "--round", "round2", "extend", "--raw", raw)
+    assert read_rows(data / "train_round2.jsonl") == [new] and "1 rows -> " in proc.stdout
+    write_jsonl(ann / "round2" / "gold.jsonl", [new, {**new, "id": "n2", "doc_id": splits[held_out][0]["doc_id"]}])
+    refused = subprocess.run([sys.executable, "scripts/build_corpus.py", "--data-dir", str(data), "--round", "round2",
+                              "extend", "--raw", str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert refused.returncode == 1 and "1 rows from dev/test stories (e.g. ['n2'])" in refused.stderr
+    assert read_rows(data / "train_round2.jsonl") == [new]
+
+
+def test_active_round_scores_the_unlabeled_pool_outside_dev_test_and_earlier_rounds(tmp_path, trained_model):
+    from stance.export import export
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    export(model, onnx=True)  # the script scores with the ONNX backend (`stance export --onnx` first)
+    raw, data = tiny_raw(tmp_path / "raw"), tmp_path / "data"
+
+    def row(doc_id: str, text: str = "A sentence that is long enough to keep.") -> dict:
+        return {"id": doc_id, "text": text, "label": "none", "source": "x", "doc_id": doc_id, "confidence": "high"}
+
+    # The soldier story is in dev, so none of its sentences may be drawn; train stories may be.
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", [row("bbc-politics-002")])
+    write_jsonl(data / "dev.jsonl", [row("fnc1-body-2")])
+    write_jsonl(data / "test.jsonl", [row("rumoureval-thread-t1")])
+    # Drawn by round 1 and round 2: left out of round 3.  Drawn by round 4 only: still in the pool.
+    write_jsonl(data / "candidates.jsonl", [row("r1", "Blair denied claims that he misled parliament over the war.")])
+    for rnd, text in (("round2", "The company announced record profits for the third quarter this year."),
+                      ("round4", "Ministers met union leaders in London on Tuesday afternoon.")):
+        (data / "annotation" / rnd).mkdir(parents=True)
+        write_jsonl(data / "annotation" / rnd / "candidates.jsonl", [row(rnd, text)])
+
+    proc = run_script("active_round.py", "--model", model, "--round", "round3", "--raw", raw, "--data-dir", data)
+    rows = read_rows(data / "annotation" / "round3" / "candidates.jsonl")
+    # The quotas exceed the pool, so every pool sentence is drawn once, in the stratum of its prediction.
+    assert sorted(r["text"] for r in rows) == sorted([
+        "The opposition accused the government of hiding the true cost of the plan.",
+        "The Liberal Democrats welcomed the new proposals for local councils.",
+        "Ministers met union leaders in London on Tuesday afternoon.",
+        "Reports say a giant spider was found in a house in Ohio",
+        "Protesters clashed with police outside the parliament building today",
+        "The two countries signed a trade agreement in Geneva yesterday",
+        "Rebels attacked a convoy carrying supplies to the city",
+    ])
+    assert "pool: 7 sentences" in proc.stdout and f"7 candidates -> {data}" in proc.stdout
+    for r in rows:
+        want = "active_uncertain" if r["model_pred"] == "none" else f"active_{r['model_pred']}"
+        assert r["stratum"] == want and 0 <= r["model_score"] <= 1 and r["id"].startswith(r["source"] + "-")
