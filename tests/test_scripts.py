@@ -291,3 +291,11 @@ def test_active_round_scores_the_unlabeled_pool_outside_dev_test_and_earlier_rou
     for r in rows:
         want = "active_uncertain" if r["model_pred"] == "none" else f"active_{r['model_pred']}"
         assert r["stratum"] == want and 0 <= r["model_score"] <= 1 and r["id"].startswith(r["source"] + "-")
+
+
+def test_fault_drill_kills_train_and_predict_and_everything_survives(tmp_path):
+    proc = run_script("fault_drill.py", "--sentences", "3000", "--workdir", tmp_path / "drill", timeout=600)
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| train") or line.startswith("| predict")]
+    assert len(table) == 5, proc.stdout
+    assert all("| yes |" in row and "| none |" in row and "completed" in row for row in table), proc.stdout
+    assert "rows equal to uninterrupted" in table[-1]
