@@ -33,7 +33,7 @@ def checkpoint_dir(out: str | Path) -> Path:
 
 def _data_files(cfg: Config) -> list[str]:
     train = [cfg.data.train] if isinstance(cfg.data.train, str) else list(cfg.data.train)
-    return [p for p in (*train, cfg.data.dev, cfg.data.test) if p]
+    return [p for p in (*train, cfg.data.dev, cfg.data.test, *cfg.data.extra_test) if p]
 
 
 def run_fingerprint(cfg: Config) -> dict[str, Any]:

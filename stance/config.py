@@ -46,6 +46,9 @@ class DataConfig:
     train: str | list[str] = "data/train.jsonl"
     dev: str | None = "data/dev.jsonl"
     test: str | None = "data/test.jsonl"
+    # More held-out test sets (other outlets, years, topics), each reported beside test under
+    # its file stem and never used for a choice; e.g. [data/test_polnear.jsonl].
+    extra_test: list[str] = field(default_factory=list)
     text_column: str = "text"
     label_column: str = "label"
 
@@ -200,6 +203,11 @@ def _validate(cfg: Config, file: str) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise StanceError(f"{file}: {key}: must be > 0, got {short(value)}")
+    stems = [Path(p).stem for p in cfg.data.extra_test]
+    for stem in stems:
+        if stem in ("train", "dev", "test", "eval", "all") or stems.count(stem) > 1:
+            raise StanceError(f"{file}: data.extra_test: file name '{stem}' is taken; "
+                              "each extra test file needs its own name, other than train/dev/test/eval/all")
     if isinstance(cfg.data.train, list) and not cfg.data.train:
         raise StanceError(f"{file}: data.train: must name at least one file")
     if not 0 < cfg.train.train_fraction <= 1:

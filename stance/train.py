@@ -183,6 +183,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def held_out_names(cfg: Config) -> list[str]:
+    """dev, test and the extra test sets by file stem, in the order they are reported."""
+    return ["dev", "test", *(Path(p).stem for p in cfg.data.extra_test)]
+
+
 def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[str, Any]) -> str:
     labels = cfg.labels
     lines = [
@@ -208,13 +213,14 @@ def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[st
         "| split | file | " + " | ".join(labels) + " | total |",
         "|---|---|" + "---|" * (len(labels) + 1),
     ]
-    files = {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test}
+    files = {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test,
+             **{Path(p).stem: p for p in cfg.data.extra_test}}
     for split, c in counts.items():
         name = files[split] if isinstance(files[split], str) else "` + `".join(files[split])
         lines.append(f"| {split} | `{name}` | " + " | ".join(str(c.get(lab, 0)) for lab in labels)
                      + f" | {sum(c.values())} |")
     lines += ["", "## Metrics", ""]
-    for split in ("dev", "test"):
+    for split in held_out_names(cfg):
         m = metrics.get(split)
         if not m:
             continue
@@ -342,6 +348,8 @@ def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
     train_data = _subsample(read(cfg.data.train), cfg.train.train_fraction, cfg.train.seed)
     dev_data = read(cfg.data.dev) if cfg.data.dev else None
     test_data = read(cfg.data.test) if cfg.data.test else None
+    # Other held-out domains (e.g. data/test_polnear.jsonl): reported beside test, never used for a choice.
+    extra = {Path(p).stem: read(p) for p in cfg.data.extra_test}
     if len(set(train_data.labels)) < 2:
         raise StanceError(f"{cfg.data.train}: training data has fewer than two distinct labels")
     # Once the data is known good, before the weights load, so a refused --resume fails fast.
@@ -433,7 +441,8 @@ def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
     train_seconds = time.perf_counter() - t0
 
     # -- evaluate the kept (best) model on held-out data --------------------------
-    metrics: dict[str, Any] = {"train_seconds": train_seconds, "train_rows": len(train_data), "precision": precision}
+    metrics: dict[str, Any] = {"train_seconds": train_seconds, "train_rows": len(train_data), "precision": precision,
+                               "extra_test": list(extra)}
     if not trainer.is_world_process_zero():
         return metrics  # under torchrun, only rank 0 evaluates and writes
     clf = StanceClassifier(trainer.model, tokenizer, max_length=cfg.model.max_length)
@@ -453,7 +462,7 @@ def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
         # After calibration: the threshold is then a probability, and dev (not test) chooses it.
         metrics["min_score"] = choose_min_score(clf, dev_data, cfg.train.eval_batch_size)
     reports: dict[str, tuple[dict, list]] = {}
-    for split, data in (("dev", dev_data), ("test", test_data)):
+    for split, data in (("dev", dev_data), ("test", test_data), *extra.items()):
         if data is not None:
             reports[split] = evaluate_data(clf, data, cfg.train.eval_batch_size, quiet)
             metrics[split] = reports[split][0]
@@ -464,6 +473,7 @@ def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
         counts["dev"] = dev_data.counts()
     if test_data:
         counts["test"] = test_data.counts()
+    counts.update({stem: data.counts() for stem, data in extra.items()})
     with atomic_dir(out) as tmp:
         clf.save_pretrained(tmp)
         save_config(cfg, tmp / "stance_config.yaml")
@@ -471,7 +481,7 @@ def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
                                                 "best_epoch": best_epoch,
                                                 "log_history": trainer.state.log_history})
         for split, (m, errors) in reports.items():
-            name = "eval" if split == "dev" else "test"
+            name = "eval" if split == "dev" else split
             write_json(tmp / f"{name}_results.json", m)
             plot_confusion(m, tmp / f"{name}_confusion_matrix.png", title=f"{split}: macro-F1 {m['macro_f1']:.3f}")
             write_text(tmp / f"{name}_errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
@@ -490,7 +500,7 @@ def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
 
 def summarize(metrics: dict[str, Any]) -> str:
     parts = [f"saved {metrics['output_dir']}", f"train {metrics['train_seconds']:.0f}s"]
-    for split in ("dev", "test"):
+    for split in ("dev", "test", *metrics.get("extra_test", [])):
         if split in metrics:
             parts.append(f"{split} macro-F1 {metrics[split]['macro_f1']:.3f}")
     if "default_backend" in metrics:

@@ -361,3 +361,26 @@ def test_train_hands_smoothing_and_layer_decay_to_the_trainer(tmp_path, tiny_bac
     # The tiny backbone has 2 layers: head, layers 1 and 0, embeddings.
     peak = sorted({g["initial_lr"] for g in trainer.optimizer.param_groups}, reverse=True)
     assert peak == pytest.approx([3e-3, 1.5e-3, 7.5e-4, 3.75e-4])
+
+
+def test_extra_test_sets_are_reported_beside_test_and_never_chosen_on(tmp_path, tiny_backbone, tiny_data):
+    from stance.testing import make_rows, write_jsonl
+    from stance.train import summarize
+
+    other = write_jsonl(tmp_path / "test_other.jsonl", make_rows(24, 9))
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "model")
+    d["data"]["extra_test"] = [str(other)]
+    d["train"]["epochs"] = 1
+    metrics = train(config_from_dict(d), quiet=True)
+    assert metrics["test_other"]["n"] == 24 and metrics["extra_test"] == ["test_other"]
+    assert "test_other macro-F1" in summarize(metrics)
+    saved = json.loads((tmp_path / "model" / "test_other_results.json").read_text())
+    assert saved["macro_f1"] == metrics["test_other"]["macro_f1"]
+    assert "**test_other**: macro-F1" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_an_extra_test_file_named_like_a_split_is_refused(tiny_backbone, tiny_data, tmp_path):
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "model")
+    d["data"]["extra_test"] = [str(tiny_data["test"])]
+    with pytest.raises(StanceError, match="data.extra_test: file name 'test' is taken"):
+        config_from_dict(d)
