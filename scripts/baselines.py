@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from stance.baselines import keyword_rule, tfidf_logreg  # noqa: E402
 from stance.config import load_config  # noqa: E402
 from stance.data import read_labeled  # noqa: E402
-from stance.evaluate import compute_metrics  # noqa: E402
+from stance.metrics import compute_metrics  # noqa: E402
 
 
 def main() -> None:

@@ -98,7 +98,7 @@ def evaluate(
 ) -> None:
     """Per-class precision/recall/F1, macro-F1, confusion matrix (JSON + PNG), errors."""
     from stance.evaluate import evaluate as run_eval
-    from stance.evaluate import format_summary, format_table
+    from stance.metrics import format_summary, format_table
 
     out = out or model / "eval"
     results = run_eval(model, data, out, text_column, label_column, batch_size, backend=backend, quiet=quiet,
@@ -163,7 +163,7 @@ def calibrate(
     data: Annotated[Path | None, typer.Option(help="Labeled dev file \\[default: the model's dev split].")] = None,
 ) -> None:
     """Fit a softmax temperature on dev data so scores read as probabilities (argmax labels unchanged)."""
-    from stance.evaluate import calibrate_model_dir
+    from stance.calibration import calibrate_model_dir
 
     r = calibrate_model_dir(model, data)
     typer.echo(f"temperature {r['temperature']:.3f} on {r['data']}: dev ECE {r['dev_ece_before']:.3f} -> "

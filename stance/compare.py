@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from stance.calibration import fit_min_score
 from stance.config import load_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
-from stance.evaluate import compute_metrics, expected_calibration_error, fit_min_score, plot_confusion
 from stance.io import atomic_open, write_json, write_text
+from stance.metrics import bootstrap_macro_f1, compute_metrics, expected_calibration_error, plot_confusion
 from stance.modeling import decide_labels
 
 TIME_BUDGET_S = 15 * 60  # the default recipe must train within this on 2 CPU cores
@@ -299,7 +300,7 @@ def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, label
     if curve_train is None:
         curve_train = train
     from stance.baselines import keyword_rule, tfidf_logreg
-    from stance.train import _subsample
+    from stance.train import subsample
 
     out: dict[str, Any] = {}
     for name, predict in (("keyword rule", lambda texts: [keyword_rule(t) for t in texts]),):
@@ -320,7 +321,7 @@ def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, label
     }
     curve = {}
     for f in [*fractions, *([1.0] if len(curve_train) != len(train) else [])]:
-        sub = _subsample(curve_train, f, seed)
+        sub = subsample(curve_train, f, seed)
         p, _ = tfidf_logreg(sub.texts, sub.labels, dev.texts, dev.labels, labels)
         curve[f] = compute_metrics(test.labels, list(p.predict(test.texts)), labels)["macro_f1"]
     curve[round(len(train) / len(curve_train), 2)] = out["tfidf+logreg"]["test"]["macro_f1"]
@@ -409,26 +410,6 @@ def paired_bootstrap(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], s
     preds = [[np.asarray(r[f"{split}_probs"]).argmax(1) for r in runs] for runs in (a, b)]
     fa, diff = bootstrap_macro_f1(gold, *preds, n_labels=len(labels), draws=draws, seed=seed)
     return {"sd_a": float(np.std(fa)), "diff": float(np.mean(diff)), "diff_sd": float(np.std(diff))}
-
-
-def bootstrap_macro_f1(gold: np.ndarray, preds_a: Sequence[np.ndarray], preds_b: Sequence[np.ndarray],
-                       n_labels: int, draws: int = 500, seed: int = 0) -> tuple[list[float], list[float]]:
-    """Macro-F1 of a, and of b minus a, on the same bootstrap resamples of the sentences.
-
-    ``preds_a``/``preds_b``: one label-id array per model (seed); each side's score is
-    the mean over its models.
-    """
-    from sklearn.metrics import f1_score
-
-    rng = np.random.default_rng(seed)
-    fa, diff = [], []
-    for _ in range(draws):
-        i = rng.integers(0, len(gold), len(gold))
-        ma, mb = (float(np.mean([f1_score(gold[i], p[i], labels=range(n_labels), average="macro",
-                                          zero_division=0) for p in ps])) for ps in (preds_a, preds_b))
-        fa.append(ma)
-        diff.append(mb - ma)
-    return fa, diff
 
 
 def uncalibrated_ece(probs: np.ndarray, temperature: float, gold_ids: np.ndarray) -> float:

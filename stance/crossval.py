@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from stance.compare import Setting, _run_config, bootstrap_macro_f1, run_one
+from stance.compare import Setting, _run_config, run_one
 from stance.errors import StanceError
 from stance.io import write_text
+from stance.metrics import bootstrap_macro_f1
 
 
 def story_folds(doc_ids: Sequence[str], group_of: Mapping[str, str], k: int, seed: int) -> dict[str, int]:
@@ -116,7 +117,7 @@ def run_crossval(config: str | Path, settings: Sequence[Setting], heldout_file: 
     paired bootstrap of each setting against the first (same resampled sentences).
     With ``train_missing`` False, a fold not cached yet gives None instead of training.
     """
-    from stance.evaluate import compute_metrics
+    from stance.metrics import compute_metrics
 
     runs_dir, work_dir = Path(runs_dir), Path(work_dir)
     pooled: dict[str, dict[str, Any]] = {}

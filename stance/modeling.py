@@ -142,7 +142,7 @@ def decide_labels(probs: np.ndarray, labels: Sequence[str], min_score: float = 0
     """Argmax labels; predictions whose top score is under ``min_score`` become ``fallback``.
 
     The one place this rule lives: `stance predict`, `stance evaluate`, the
-    dev fit of the threshold (``evaluate.fit_min_score``) and the comparison
+    dev fit of the threshold (``calibration.fit_min_score``) and the comparison
     report all call it, so they cannot drift apart.
     """
     best = probs.argmax(axis=1)

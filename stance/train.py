@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from stance import checkpoints
+from stance.calibration import calibrate, choose_min_score
 from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
-from stance.evaluate import calibrate, choose_min_score, compute_metrics, evaluate_data, plot_confusion
+from stance.evaluate import evaluate_data
 from stance.io import (
     atomic_dir,
     check_output_dir,
@@ -38,6 +39,7 @@ from stance.io import (
     write_json,
     write_text,
 )
+from stance.metrics import compute_metrics, plot_confusion
 from stance.modeling import StanceClassifier, encoder_layers, freeze_bottom, load_backbone, transformers_bars_off
 
 
@@ -48,7 +50,7 @@ def _class_weights(labels: list[str], train: LabeledData) -> list[float]:
     return [n / (k * counts[lab]) if counts[lab] else 0.0 for lab in labels]
 
 
-def _subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
+def subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
     """A stratified fraction of the rows (for learning curves), fixed by seed."""
     if fraction >= 1.0:
         return data
@@ -345,7 +347,7 @@ def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
 
     # -- data -------------------------------------------------------------------
     read = lambda p: read_labeled(p, labels, cfg.data.text_column, cfg.data.label_column)  # noqa: E731
-    train_data = _subsample(read(cfg.data.train), cfg.train.train_fraction, cfg.train.seed)
+    train_data = subsample(read(cfg.data.train), cfg.train.train_fraction, cfg.train.seed)
     dev_data = read(cfg.data.dev) if cfg.data.dev else None
     test_data = read(cfg.data.test) if cfg.data.test else None
     # Other held-out domains (e.g. data/test_polnear.jsonl): reported beside test, never used for a choice.

@@ -10,7 +10,7 @@ from stance.compare import (
     uncalibrated_ece,
 )
 from stance.data import read_labeled
-from stance.evaluate import expected_calibration_error
+from stance.metrics import expected_calibration_error
 from tests.conftest import LABELS, tiny_config_dict
 
 

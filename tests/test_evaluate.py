@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from stance.errors import StanceError
-from stance.evaluate import compute_metrics, evaluate, expected_calibration_error
+from stance.evaluate import evaluate
+from stance.metrics import compute_metrics, expected_calibration_error
 from tests.conftest import LABELS, make_rows, write_jsonl
 
 
@@ -58,7 +59,7 @@ def test_not_a_model_dir(tmp_path, tiny_data):
 
 
 def test_temperature_recovers_overconfidence():
-    from stance.evaluate import fit_temperature
+    from stance.calibration import fit_temperature
 
     rng = np.random.default_rng(0)
     n, k = 4000, 4
@@ -75,7 +76,7 @@ def test_temperature_recovers_overconfidence():
 def test_calibrate_model_dir_keeps_labels(trained_model, tiny_data, tmp_path):
     import shutil
 
-    from stance.evaluate import calibrate_model_dir
+    from stance.calibration import calibrate_model_dir
     from stance.modeling import StanceClassifier
 
     m = tmp_path / "m"
@@ -92,7 +93,7 @@ def test_calibrate_model_dir_keeps_labels(trained_model, tiny_data, tmp_path):
 
 
 def test_fit_min_score_buys_back_precision_and_keeps_argmax_when_it_is_best():
-    from stance.evaluate import fit_min_score
+    from stance.calibration import fit_min_score
 
     labels = ["accuse", "deny", "support", "none"]
     rng = np.random.default_rng(0)

@@ -1,0 +1,119 @@
+"""Metrics: macro-F1 and per-class scores, calibration error, bootstrap intervals, plots.
+
+Macro-F1 is the headline metric: `none` dominates real articles, so accuracy
+rewards a model that never finds a stance.  One module, so `stance evaluate`,
+`stance train` and the experiment reports compute every number the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from stance.io import atomic_open
+
+
+def expected_calibration_error(probs: np.ndarray, gold_ids: np.ndarray, n_bins: int = 15) -> float:
+    """ECE of the top-label confidence, equal-width bins (Guo et al., 2017)."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == gold_ids
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def compute_metrics(
+    golds: Sequence[str], preds: Sequence[str], labels: Sequence[str], probs: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class P/R/F1/support and the confusion matrix (rows = gold)."""
+    labels = list(labels)
+    p, r, f, s = precision_recall_fscore_support(golds, preds, labels=labels, zero_division=0)
+    metrics: dict[str, Any] = {
+        "n": len(golds),
+        "accuracy": float(accuracy_score(golds, preds)),
+        "macro_f1": float(np.mean(f)),
+        "per_class": {
+            lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, lab in enumerate(labels)
+        },
+        "labels": labels,
+        "confusion_matrix": confusion_matrix(golds, preds, labels=labels).tolist(),
+    }
+    if probs is not None:
+        index = {lab: i for i, lab in enumerate(labels)}
+        metrics["ece"] = expected_calibration_error(probs, np.array([index[g] for g in golds]))
+    return metrics
+
+
+def bootstrap_macro_f1(gold: np.ndarray, preds_a: Sequence[np.ndarray], preds_b: Sequence[np.ndarray],
+                       n_labels: int, draws: int = 500, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Macro-F1 of a, and of b minus a, on the same bootstrap resamples of the sentences.
+
+    ``preds_a``/``preds_b``: one label-id array per model (seed); each side's score is
+    the mean over its models.
+    """
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(seed)
+    fa, diff = [], []
+    for _ in range(draws):
+        i = rng.integers(0, len(gold), len(gold))
+        ma, mb = (float(np.mean([f1_score(gold[i], p[i], labels=range(n_labels), average="macro",
+                                          zero_division=0) for p in ps])) for ps in (preds_a, preds_b))
+        fa.append(ma)
+        diff.append(mb - ma)
+    return fa, diff
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    lines = [f"{'label':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for lab, m in metrics["per_class"].items():
+        lines.append(f"{lab:<12}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10d}")
+    lines.append(f"{'macro-F1':<12}{'':>20}{metrics['macro_f1']:>10.3f}{metrics['n']:>10d}")
+    lines.append(f"{'accuracy':<12}{'':>20}{metrics['accuracy']:>10.3f}")
+    return "\n".join(lines)
+
+
+def format_summary(results: dict[str, dict[str, Any]]) -> str:
+    labels = next(iter(results.values()))["labels"]
+    head = f"{'set':<20}{'n':>7}{'acc':>8}{'macro-F1':>10}" + "".join(f"{lab[:9]:>10}" for lab in labels)
+    rows = [head]
+    for stem, m in results.items():
+        rows.append(f"{stem[:19]:<20}{m['n']:>7d}{m['accuracy']:>8.3f}{m['macro_f1']:>10.3f}"
+                    + "".join(f"{m['per_class'][lab]['f1']:>10.3f}" for lab in labels))
+    return "\n".join(rows)
+
+
+def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str = "") -> None:
+    """Row-normalised confusion matrix with raw counts in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = metrics["labels"]
+    cm = np.array(metrics["confusion_matrix"], dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 1.1 * len(labels) + 1.5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{int(cm[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_title(title or f"macro-F1 {metrics['macro_f1']:.3f}")
+    fig.tight_layout()
+    with atomic_open(path, "wb", encoding=None) as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
