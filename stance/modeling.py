@@ -273,64 +273,21 @@ class StanceClassifier:
         truncated = np.fromiter((len(e.overflowing) > 0 for e in encs), dtype=bool, count=len(encs))
         return [e.ids for e in encs], truncated
 
-    def _pad(self, ids: list[list[int]], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        width = max(len(ids[i]) for i in rows)
-        input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for j, i in enumerate(rows):
-            n = len(ids[i])
-            input_ids[j, :n] = ids[i]
-            mask[j, :n] = 1
-        return input_ids, mask
-
     def scores(self, logits: np.ndarray) -> np.ndarray:
         from stance.backends import softmax
 
         return softmax(logits, self.temperature)
 
-    @staticmethod
-    def _batches(lengths: np.ndarray, rows: np.ndarray, batch_size: int, tokens_per_row: int):
-        """Split ``rows`` (sorted by length) into batches of at most ``batch_size`` rows and
-        ``batch_size * tokens_per_row`` padded tokens."""
-        budget = batch_size * tokens_per_row
-        start = 0
-        while start < len(rows):
-            end = min(start + batch_size, len(rows))
-            # Sorted ascending, so the last row is the longest: shrink until it fits.
-            while end - start > 1 and (end - start) * lengths[rows[end - 1]] > budget:
-                end = start + max(1, budget // int(lengths[rows[end - 1]]))
-            yield rows[start:end]
-            start = end
-
     def iter_token_scores(self, ids: list[list[int]], batch_size: int = 64, tokens_per_row: int = 32):
-        """Yield (indices, probabilities) per batch, batches built by token length.
-
-        Sorting by length makes each batch pad to a similar length, which on a
-        CPU saves more time than any other trick; callers scatter results back
-        by index, so they see input order.  A batch holds at most
-        ``batch_size`` rows and ``batch_size * tokens_per_row`` padded tokens,
-        so long sentences come in smaller batches and peak memory does not
-        depend on how long the longest sentence in the input happens to be.
-        """
+        """Yield (indices, probabilities) per group of rows, batched by token length
+        (``backends.BatchPlan``); callers scatter results back by index, so they see input order."""
         if not ids:
             return
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(lengths, kind="stable")
-        exact = getattr(self.backend, "exact", None)
-        if exact is None:
-            for rows in self._batches(lengths, order, batch_size, tokens_per_row):
-                yield rows, self.scores(self.backend.logits(*self._pad(ids, rows)))
-            return
-        # Cascade: int8 for all, then fp32 for the unsure ones, gathered so that
-        # they too run in full length-sorted batches.
-        logits = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        for rows in self._batches(lengths, order, batch_size, tokens_per_row):
-            logits[rows] = self.backend.fast.logits(*self._pad(ids, rows))
-        unsure = self.backend.unsure(logits)
-        again = order[np.isin(order, unsure)]
-        for rows in self._batches(lengths, again, batch_size, tokens_per_row):
-            logits[rows] = exact.logits(*self._pad(ids, rows))
-        yield order, self.scores(logits[order])
+        from stance.backends import BatchPlan
+
+        # The backend gathers its own results (the cascade re-runs some rows), so this stays backend-blind.
+        for rows, logits in self.backend.run(BatchPlan(ids, self._pad_id, batch_size, tokens_per_row)):
+            yield rows, self.scores(logits)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), in input order.

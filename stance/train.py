@@ -1,53 +1,48 @@
 """Fine-tuning: ``train(cfg) -> metrics``, a pure function the CLI calls.
 
-Read top to bottom: seed, data, model, Trainer, save.  The Hugging Face
-``Trainer`` supplies checkpoints, resume, early stopping, seeding and
-multi-GPU/multi-node (torchrun / accelerate launch); we subclass it only to
-weight the loss by class.
+It reads as the steps it runs, each a function below:
+``load_splits`` -> ``build_trainer`` -> ``fit`` -> ``post_fit`` (best epoch or
+checkpoint averaging, temperature, threshold, held-out evaluation) ->
+``write_model_dir``.  The Trainer and its arguments live in ``stance.trainer``;
+the model card is rendered from a template by ``stance.model_card``.
 
 The model directory appears whole or not at all: it is built under a temporary
 name and renamed at the end.  Checkpoints live beside it in
-``<output_dir>.checkpoints/`` so an interrupted run can ``--resume``.
+``<output_dir>.checkpoints/`` so an interrupted run can ``--resume``
+(``stance.checkpoints`` makes sure it resumes only the same run).
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stance import checkpoints
+from stance import checkpoints, model_card
 from stance.calibration import calibrate, choose_min_score
 from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import evaluate_data
-from stance.io import (
-    atomic_dir,
-    check_output_dir,
-    clean_stale_siblings,
-    fault_point,
-    output_lock,
-    write_json,
-    write_text,
+from stance.io import atomic_dir, check_output_dir, clean_stale_siblings, output_lock, write_json, write_text
+from stance.metrics import plot_confusion
+from stance.modeling import StanceClassifier, freeze_bottom, load_backbone, transformers_bars_off
+from stance.trainer import (
+    average_checkpoints,
+    best_epoch,
+    class_weights,
+    epoch_metrics,
+    make_trainer_class,
+    resolve_precision,
+    training_arguments,
 )
-from stance.metrics import compute_metrics, plot_confusion
-from stance.modeling import StanceClassifier, encoder_layers, freeze_bottom, load_backbone, transformers_bars_off
-
-
-def _class_weights(labels: list[str], train: LabeledData) -> list[float]:
-    """Inverse-frequency weights, as scikit-learn's class_weight='balanced'."""
-    counts = Counter(train.labels)
-    n, k = len(train), len(labels)
-    return [n / (k * counts[lab]) if counts[lab] else 0.0 for lab in labels]
 
 
 def subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
@@ -60,237 +55,6 @@ def subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
     keep, _ = train_test_split(idx, train_size=fraction, random_state=seed, stratify=data.labels)
     keep = np.sort(keep)
     return LabeledData(data.path, [data.texts[i] for i in keep], [data.labels[i] for i in keep])
-
-
-def layer_lr_groups(model: Any, learning_rate: float, decay: float, weight_decay: float,
-                    decay_names: set[str] | list[str]) -> list[dict[str, Any]]:
-    """Optimizer parameter groups with layer-wise learning-rate decay.
-
-    Depth counts from the top: the head (pooler, classifier: whatever is neither in a
-    layer of ``encoder_layers`` nor in the embeddings) trains at ``learning_rate``,
-    layer ``i`` of ``n`` at ``learning_rate * decay ** (n - i)``, embeddings at
-    ``decay ** (n + 1)``.  As in the Trainer's own grouping, only ``decay_names`` get
-    weight decay and frozen parameters are left out.
-    """
-    stack = encoder_layers(model)
-    if stack is None:
-        raise StanceError(f"train.layer_lr_decay: no numbered layers found in {type(model).__name__}; "
-                          "set it to 1 for this backbone")
-    n = len(stack)
-    power_of = {id(p): n - i for i, layer in enumerate(stack) for p in layer.parameters()}
-    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
-    if embeddings is not None:
-        power_of.update({id(p): n + 1 for p in embeddings.parameters()})
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        power, wd = power_of.get(id(param), 0), name in decay_names
-        group = groups.setdefault((power, wd), {"params": [], "lr": learning_rate * decay ** power,
-                                                "weight_decay": weight_decay if wd else 0.0})
-        group["params"].append(param)
-    return [groups[k] for k in sorted(groups)]
-
-
-def _make_trainer_class():
-    from transformers import Trainer
-
-    class WeightedTrainer(Trainer):
-        """Trainer with a class-weighted cross-entropy (weights None = the Trainer's own loss)
-        and, optionally, layer-wise learning-rate decay.
-
-        Label smoothing is the Trainer's ``args.label_smoothing_factor``; the weighted
-        loss applies it too, so both paths smooth alike.
-        """
-
-        def __init__(self, *args: Any, class_weights: list[float] | None = None,
-                     layer_lr_decay: float = 1.0, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.class_weights = class_weights
-            self.layer_lr_decay = layer_lr_decay
-
-        def create_optimizer(self, model=None):
-            if self.layer_lr_decay == 1.0 or self.optimizer is not None:
-                return super().create_optimizer(model)
-            opt_model = self.model if model is None else model
-            groups = layer_lr_groups(opt_model, self.args.learning_rate, self.layer_lr_decay,
-                                     self.args.weight_decay, set(self.get_decay_parameter_names(opt_model)))
-            # The schedulers scale each group's own lr, so the decay holds through warm-up and decay.
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-            return self.optimizer
-
-        def _save(self, output_dir=None, state_dict=None):
-            super()._save(output_dir, state_dict)
-            # Weights written, optimizer and trainer state not yet: the checkpoint is incomplete here.
-            fault_point(f"checkpoint-save-{self.state.global_step}")
-
-        def training_step(self, *args, **kwargs):
-            loss = super().training_step(*args, **kwargs)
-            fault_point(f"step-{self.state.global_step + 1}")
-            return loss
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.class_weights is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            import torch
-
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
-            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight,
-                                                     label_smoothing=self.args.label_smoothing_factor)
-            return (loss, outputs) if return_outputs else loss
-
-    return WeightedTrainer
-
-
-def _cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bfloat16 in hardware (x86 avx512_bf16 or AMX).
-
-    Elsewhere torch emulates bf16 matmuls, which is slower than fp32, so ``auto``
-    must not pick it.  Only Linux exposes the flags; other systems read as False.
-    """
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """``train.precision`` as the run will use it: ``fp32`` or ``bf16`` (``auto`` resolved)."""
-    import torch
-
-    gpu = torch.cuda.is_available()
-    native = torch.cuda.is_bf16_supported() if gpu else _cpu_has_native_bf16()
-    if precision == "auto":
-        return "bf16" if native else "fp32"
-    # A CPU without native bf16 still runs it (emulated, slowly); an older GPU cannot.
-    if precision == "bf16" and gpu and not native:
-        raise StanceError("train.precision: bf16: this GPU has no bfloat16 support; use fp32 or auto")
-    return precision
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("stance", "torch", "transformers", "tokenizers", "datasets", "accelerate", "scikit-learn"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def held_out_names(cfg: Config) -> list[str]:
-    """dev, test and the extra test sets by file stem, in the order they are reported."""
-    return ["dev", "test", *(Path(p).stem for p in cfg.data.extra_test)]
-
-
-def _model_card(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[str, Any]) -> str:
-    labels = cfg.labels
-    lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "tags: [stance, news, accuse, deny, support]",
-        "---",
-        "",
-        "# Stance classifier (accuse / deny / support / none)",
-        "",
-        "Trained with [stance](https://github.com/) on news sentences. Labels: "
-        + ", ".join(f"`{lab}`" for lab in labels) + ".",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        'clf = pipeline("text-classification", model="PATH/TO/THIS/DIR")',
-        'clf("The ministry denied the report.")',
-        "```",
-        "",
-        "## Data",
-        "",
-        "| split | file | " + " | ".join(labels) + " | total |",
-        "|---|---|" + "---|" * (len(labels) + 1),
-    ]
-    files = {"train": cfg.data.train, "dev": cfg.data.dev, "test": cfg.data.test,
-             **{Path(p).stem: p for p in cfg.data.extra_test}}
-    for split, c in counts.items():
-        name = files[split] if isinstance(files[split], str) else "` + `".join(files[split])
-        lines.append(f"| {split} | `{name}` | " + " | ".join(str(c.get(lab, 0)) for lab in labels)
-                     + f" | {sum(c.values())} |")
-    lines += ["", "## Metrics", ""]
-    for split in held_out_names(cfg):
-        m = metrics.get(split)
-        if not m:
-            continue
-        lines.append(f"**{split}**: macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f} (n={m['n']})")
-        lines.append("")
-        lines.append("| label | precision | recall | F1 | support |")
-        lines.append("|---|---|---|---|---|")
-        for lab, pc in m["per_class"].items():
-            lines.append(f"| {lab} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |")
-        lines.append("")
-    if metrics.get("backends"):
-        lines += ["## Inference backends", "",
-                  f"Measured on the test split; `stance predict` uses **{metrics['default_backend']}** by default "
-                  "(the fastest whose labels agree with torch fp32 on >= 99% of sentences).", "",
-                  "| backend | agreement with fp32 | sentences/s |", "|---|---|---|"]
-        for name, m in metrics["backends"].items():
-            lines.append(f"| {name} | {m['agreement']:.2%} | {m['sentences_per_second']:.0f} |")
-        lines.append("")
-    t = cfg.train
-    averaged = metrics.get("averaged_checkpoints")
-    kept = (f"weights averaged over {', '.join(averaged)}" if averaged
-            else f"best epoch by dev macro-F1: {metrics.get('best_epoch')}")
-    lines += [
-        "## Training",
-        "",
-        f"- backbone: `{cfg.model.name_or_path}`, max_length {cfg.model.max_length}, "
-        f"freeze_embeddings {cfg.model.freeze_embeddings}, freeze_layers {cfg.model.freeze_layers}",
-        f"- epochs {t.epochs} ({kept}), batch size {t.batch_size}, "
-        f"learning rate {t.learning_rate} (layer-wise decay {t.layer_lr_decay}), warmup {t.warmup_ratio}, "
-        f"weight decay {t.weight_decay}",
-        f"- class weighting: {t.class_weighting}; label smoothing {t.label_smoothing}; seed {t.seed}; "
-        f"precision {metrics.get('precision', 'fp32')} (saved weights are fp32); "
-        f"train time {metrics.get('train_seconds', 0):.0f} s",
-        f"- softmax temperature (fitted on dev): {metrics.get('calibration', {}).get('temperature', 1.0)}",
-        f"- stance predictions scoring under {metrics.get('min_score', {}).get('min_score', 0.0)} become `none` "
-        "(chosen on dev; 0 = plain argmax; `transformers.pipeline` does not apply it)",
-        "- full resolved config: `stance_config.yaml`",
-        "",
-        "## Library versions",
-        "",
-        *[f"- {k} {v}" for k, v in _versions().items()],
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def average_checkpoints(model: Any, ckpt_dir: Path, n: int) -> list[str]:
-    """Load into ``model`` the mean weights of the last ``n`` checkpoints in ``ckpt_dir``; return their names."""
-    import torch
-    from safetensors.torch import load_file
-
-    ckpts = checkpoints.complete_checkpoints(ckpt_dir)[-n:]
-    if len(ckpts) < n:
-        raise StanceError(f"train.average_last: {n} checkpoints asked for, training saved {len(ckpts)}")
-    total: dict[str, torch.Tensor] = {}
-    for ckpt in ckpts:
-        for key, value in load_file(ckpt / "model.safetensors").items():
-            # Integer buffers (position ids) are equal in every checkpoint: keep one.
-            if value.is_floating_point():
-                total[key] = total[key] + value.double() if key in total else value.double()
-            else:
-                total.setdefault(key, value)
-    state = {k: (v / len(ckpts)).float() if v.is_floating_point() else v for k, v in total.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    trainable = {k for k, _ in model.named_parameters()}
-    if unexpected or trainable & set(missing):
-        raise StanceError(f"train.average_last: checkpoints do not match the model ({(unexpected or missing)[:3]})")
-    return [p.name for p in ckpts]
 
 
 @contextmanager
@@ -315,6 +79,136 @@ def quiet_libraries() -> Iterator[None]:
         hf_log.set_verbosity(verbosity)
 
 
+@dataclass
+class Splits:
+    """The labeled data of one run: train, dev, test and any extra held-out test sets."""
+
+    train: LabeledData
+    dev: LabeledData | None
+    test: LabeledData | None
+    extra: dict[str, LabeledData]
+
+    def held_out(self) -> list[tuple[str, LabeledData]]:
+        """(name, data) of every held-out set in report order: dev, test, then the extra ones."""
+        named = [("dev", self.dev), ("test", self.test), *self.extra.items()]
+        return [(name, data) for name, data in named if data is not None]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {"train": self.train.counts(), **{name: data.counts() for name, data in self.held_out()}}
+
+
+def load_splits(cfg: Config) -> Splits:
+    """Read and check every data file of the config (a bad row stops the run before any training)."""
+    def read(path: Any) -> LabeledData:
+        return read_labeled(path, cfg.labels, cfg.data.text_column, cfg.data.label_column)
+
+    train_data = subsample(read(cfg.data.train), cfg.train.train_fraction, cfg.train.seed)
+    if len(set(train_data.labels)) < 2:
+        raise StanceError(f"{cfg.data.train}: training data has fewer than two distinct labels")
+    return Splits(train_data, read(cfg.data.dev) if cfg.data.dev else None,
+                  read(cfg.data.test) if cfg.data.test else None,
+                  # Other held-out domains (e.g. data/test_polnear.jsonl): reported, never used for a choice.
+                  {Path(p).stem: read(p) for p in cfg.data.extra_test})
+
+
+def _dataset(tokenizer: Any, data: LabeledData, labels: list[str], max_length: int, name: str) -> Any:
+    import datasets
+
+    label2id = {lab: i for i, lab in enumerate(labels)}
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        # Stored so the length-grouped sampler need not re-measure every row.
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    ds = datasets.Dataset.from_dict({"text": data.texts, "label": [label2id[x] for x in data.labels]})
+    return ds.map(tokenize, batched=True, batch_size=1000, remove_columns=["text"], desc=f"Tokenizing {name}")
+
+
+def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> Any:
+    """A fresh head on the backbone, the tokenized data, and the Trainer that fits them."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
+
+    # Seed before anything random is created (the classifier head's init included).
+    set_seed(cfg.train.seed)
+    model, tokenizer = load_backbone(cfg.model.name_or_path, cfg.labels)
+    freeze_bottom(model, cfg.model.freeze_layers, embeddings=cfg.model.freeze_embeddings)
+    has_dev = splits.dev is not None
+    callbacks = []
+    # Averaging keeps the last epochs whatever dev says of each one, so it trains them all.
+    if has_dev and cfg.train.early_stopping_patience > 0 and not cfg.train.average_last:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    trainer = make_trainer_class()(
+        model=model,
+        args=training_arguments(cfg, ckpt_dir, resolve_precision(cfg.train.precision), has_dev, quiet),
+        train_dataset=_dataset(tokenizer, splits.train, cfg.labels, cfg.model.max_length, "train"),
+        eval_dataset=_dataset(tokenizer, splits.dev, cfg.labels, cfg.model.max_length, "dev") if has_dev else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=epoch_metrics(cfg.labels),
+        callbacks=callbacks,
+        class_weights=class_weights(cfg.labels, splits.train) if cfg.train.class_weighting == "balanced" else None,
+        layer_lr_decay=cfg.train.layer_lr_decay,
+    )
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
+    return trainer
+
+
+def fit(trainer: Any, resume_from: str | None, cfg: Config, splits: Splits) -> dict[str, Any]:
+    """Train (from a checkpoint, when resuming); the metrics dict starts here."""
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    return {"train_seconds": time.perf_counter() - t0, "train_rows": len(splits.train),
+            "precision": resolve_precision(cfg.train.precision), "extra_test": list(splits.extra)}
+
+
+def post_fit(cfg: Config, trainer: Any, splits: Splits, ckpt_dir: Path, metrics: dict[str, Any],
+             quiet: bool) -> tuple[StanceClassifier, dict[str, tuple[dict, list]]]:
+    """Keep the best epoch (or the checkpoint average), fit temperature and threshold on dev,
+    then evaluate every held-out set.  Returns the classifier and the reports by split."""
+    clf = StanceClassifier(trainer.model, trainer.processing_class, max_length=cfg.model.max_length)
+    metrics["best_epoch"] = best_epoch(trainer) if splits.dev is not None else None
+    if cfg.train.average_last:
+        metrics["averaged_checkpoints"] = average_checkpoints(trainer.model, ckpt_dir, cfg.train.average_last)
+    if cfg.train.calibrate and splits.dev is not None:
+        # Temperature scaling on dev, so `score` reads as a probability (labels unchanged).
+        metrics["calibration"] = calibrate(clf, splits.dev, cfg.train.eval_batch_size)
+    if cfg.train.fit_min_score and splits.dev is not None:
+        # After calibration: the threshold is then a probability, and dev (not test) chooses it.
+        metrics["min_score"] = choose_min_score(clf, splits.dev, cfg.train.eval_batch_size)
+    reports = {split: evaluate_data(clf, data, cfg.train.eval_batch_size, quiet) for split, data in splits.held_out()}
+    metrics.update({split: report[0] for split, report in reports.items()})
+    return clf, reports
+
+
+def write_model_dir(out: Path, cfg: Config, clf: StanceClassifier, trainer: Any, splits: Splits,
+                    reports: dict[str, tuple[dict, list]], metrics: dict[str, Any]) -> None:
+    """The model directory, whole or not at all: weights, config, results, plots, ONNX, model card."""
+    with atomic_dir(out) as tmp:
+        clf.save_pretrained(tmp)
+        save_config(cfg, tmp / "stance_config.yaml")
+        write_json(tmp / "train_results.json", {"train_seconds": metrics["train_seconds"],
+                                                "train_rows": len(splits.train), "best_epoch": metrics["best_epoch"],
+                                                "log_history": trainer.state.log_history})
+        for split, (m, errors) in reports.items():
+            name = "eval" if split == "dev" else split
+            write_json(tmp / f"{name}_results.json", m)
+            plot_confusion(m, tmp / f"{name}_confusion_matrix.png", title=f"{split}: macro-F1 {m['macro_f1']:.3f}")
+            write_text(tmp / f"{name}_errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
+        if cfg.model.export_onnx:
+            from stance.export import export
+
+            # Agreement is measured on the test split, which no training choice has seen.
+            report = export(tmp, onnx=True, int8=True, data=cfg.data.test)
+            metrics["backends"], metrics["default_backend"] = report["backends"], report["auto"]
+        write_json(tmp / "all_results.json", metrics)
+        write_text(tmp / "README.md", model_card.render(cfg, splits.counts(), metrics))
+
+
 def train(
     cfg: Config,
     output_dir: str | Path | None = None,
@@ -332,170 +226,17 @@ def train(
     check_output_dir(out, ("model",), overwrite, "--output-dir")
     with output_lock(out), quiet_libraries() if quiet else nullcontext():
         clean_stale_siblings(out)
-        return _train(cfg, out, resume, quiet)
-
-
-def _train(cfg: Config, out: Path, resume: bool, quiet: bool) -> dict[str, Any]:
-    import datasets
-    import torch
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, TrainingArguments, set_seed
-
-    # Seed before anything random is created (the classifier head's init included).
-    set_seed(cfg.train.seed)
-    ckpt_dir = checkpoints.checkpoint_dir(out)
-    labels = cfg.labels
-
-    # -- data -------------------------------------------------------------------
-    read = lambda p: read_labeled(p, labels, cfg.data.text_column, cfg.data.label_column)  # noqa: E731
-    train_data = subsample(read(cfg.data.train), cfg.train.train_fraction, cfg.train.seed)
-    dev_data = read(cfg.data.dev) if cfg.data.dev else None
-    test_data = read(cfg.data.test) if cfg.data.test else None
-    # Other held-out domains (e.g. data/test_polnear.jsonl): reported beside test, never used for a choice.
-    extra = {Path(p).stem: read(p) for p in cfg.data.extra_test}
-    if len(set(train_data.labels)) < 2:
-        raise StanceError(f"{cfg.data.train}: training data has fewer than two distinct labels")
-    # Once the data is known good, before the weights load, so a refused --resume fails fast.
-    resume_from = checkpoints.prepare(ckpt_dir, cfg, resume)
-
-    # -- model ------------------------------------------------------------------
-    model, tokenizer = load_backbone(cfg.model.name_or_path, labels)
-    freeze_bottom(model, cfg.model.freeze_layers, embeddings=cfg.model.freeze_embeddings)
-
-    label2id = {lab: i for i, lab in enumerate(labels)}
-
-    def _tokenize(texts: list[str]) -> dict[str, list]:
-        enc = tokenizer(texts, truncation=True, max_length=cfg.model.max_length)
-        # Stored so the length-grouped sampler need not re-measure every row.
-        enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        return enc
-
-    def to_dataset(data: LabeledData, name: str):
-        ds = datasets.Dataset.from_dict({"text": data.texts, "label": [label2id[x] for x in data.labels]})
-        return ds.map(
-            lambda b: _tokenize(b["text"]),
-            batched=True, batch_size=1000, remove_columns=["text"], desc=f"Tokenizing {name}",
-        )
-
-    train_ds = to_dataset(train_data, "train")
-    dev_ds = to_dataset(dev_data, "dev") if dev_data else None
-
-    def trainer_metrics(pred) -> dict[str, float]:
-        preds = [labels[i] for i in np.asarray(pred.predictions).argmax(-1)]
-        golds = [labels[i] for i in pred.label_ids]
-        m = compute_metrics(golds, preds, labels)
-        return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"]}
-
-    has_dev = dev_ds is not None
-    precision = resolve_precision(cfg.train.precision)
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        per_device_train_batch_size=cfg.train.batch_size,
-        per_device_eval_batch_size=cfg.train.eval_batch_size,
-        learning_rate=cfg.train.learning_rate,
-        num_train_epochs=cfg.train.epochs,
-        warmup_steps=cfg.train.warmup_ratio,  # < 1 means a fraction of all steps
-        weight_decay=cfg.train.weight_decay,
-        label_smoothing_factor=cfg.train.label_smoothing,
-        train_sampling_strategy=cfg.train.sampling,
-        lr_scheduler_type=cfg.train.lr_scheduler,
-        eval_strategy="epoch" if has_dev else "no",
-        save_strategy="epoch",
-        # Averaging needs every epoch's checkpoint; otherwise keep the best and the latest.
-        save_total_limit=None if cfg.train.average_last else 2,
-        load_best_model_at_end=has_dev and not cfg.train.average_last,
-        metric_for_best_model="macro_f1" if has_dev else None,
-        greater_is_better=True,
-        logging_strategy="epoch",
-        seed=cfg.train.seed,
-        data_seed=cfg.train.seed,
-        report_to="none",
-        disable_tqdm=quiet,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        bf16=precision == "bf16",
-        # transformers refuses bf16 without a GPU unless told the CPU is meant.
-        use_cpu=precision == "bf16" and not torch.cuda.is_available(),
-    )
-    callbacks = []
-    # Averaging keeps the last epochs whatever dev says of each one, so it trains them all.
-    if has_dev and cfg.train.early_stopping_patience > 0 and not cfg.train.average_last:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-    weights = _class_weights(labels, train_data) if cfg.train.class_weighting == "balanced" else None
-    trainer = _make_trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=dev_ds,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=trainer_metrics,
-        callbacks=callbacks,
-        class_weights=weights,
-        layer_lr_decay=cfg.train.layer_lr_decay,
-    )
-
-    if quiet:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # it prints every log dict when tqdm is off
-
-    t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
-    train_seconds = time.perf_counter() - t0
-
-    # -- evaluate the kept (best) model on held-out data --------------------------
-    metrics: dict[str, Any] = {"train_seconds": train_seconds, "train_rows": len(train_data), "precision": precision,
-                               "extra_test": list(extra)}
-    if not trainer.is_world_process_zero():
-        return metrics  # under torchrun, only rank 0 evaluates and writes
-    clf = StanceClassifier(trainer.model, tokenizer, max_length=cfg.model.max_length)
-    best_epoch = None
-    if has_dev and trainer.state.best_model_checkpoint:
-        # Checkpoint names carry the global step; map it back to an epoch.
-        step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
-        best_epoch = next((h["epoch"] for h in trainer.state.log_history
-                           if h.get("step") == step and "eval_macro_f1" in h), None)
-    metrics["best_epoch"] = best_epoch
-    if cfg.train.average_last:
-        metrics["averaged_checkpoints"] = average_checkpoints(trainer.model, ckpt_dir, cfg.train.average_last)
-    if cfg.train.calibrate and dev_data is not None:
-        # Temperature scaling on dev, so `score` reads as a probability (labels unchanged).
-        metrics["calibration"] = calibrate(clf, dev_data, cfg.train.eval_batch_size)
-    if cfg.train.fit_min_score and dev_data is not None:
-        # After calibration: the threshold is then a probability, and dev (not test) chooses it.
-        metrics["min_score"] = choose_min_score(clf, dev_data, cfg.train.eval_batch_size)
-    reports: dict[str, tuple[dict, list]] = {}
-    for split, data in (("dev", dev_data), ("test", test_data), *extra.items()):
-        if data is not None:
-            reports[split] = evaluate_data(clf, data, cfg.train.eval_batch_size, quiet)
-            metrics[split] = reports[split][0]
-
-    # -- save: whole directory or nothing -----------------------------------------
-    counts = {"train": train_data.counts()}
-    if dev_data:
-        counts["dev"] = dev_data.counts()
-    if test_data:
-        counts["test"] = test_data.counts()
-    counts.update({stem: data.counts() for stem, data in extra.items()})
-    with atomic_dir(out) as tmp:
-        clf.save_pretrained(tmp)
-        save_config(cfg, tmp / "stance_config.yaml")
-        write_json(tmp / "train_results.json", {"train_seconds": train_seconds, "train_rows": len(train_data),
-                                                "best_epoch": best_epoch,
-                                                "log_history": trainer.state.log_history})
-        for split, (m, errors) in reports.items():
-            name = "eval" if split == "dev" else split
-            write_json(tmp / f"{name}_results.json", m)
-            plot_confusion(m, tmp / f"{name}_confusion_matrix.png", title=f"{split}: macro-F1 {m['macro_f1']:.3f}")
-            write_text(tmp / f"{name}_errors.jsonl", "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
-        if cfg.model.export_onnx:
-            from stance.export import export
-
-            # Agreement is measured on the test split, which no training choice has seen.
-            report = export(tmp, onnx=True, int8=True, data=cfg.data.test)
-            metrics["backends"], metrics["default_backend"] = report["backends"], report["auto"]
-        write_json(tmp / "all_results.json", metrics)
-        write_text(tmp / "README.md", _model_card(cfg, counts, metrics))
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+        splits = load_splits(cfg)
+        ckpt_dir = checkpoints.checkpoint_dir(out)
+        # Once the data is known good, before the weights load, so a refused --resume fails fast.
+        resume_from = checkpoints.prepare(ckpt_dir, cfg, resume)
+        trainer = build_trainer(cfg, splits, ckpt_dir, quiet)
+        metrics = fit(trainer, resume_from, cfg, splits)
+        if not trainer.is_world_process_zero():
+            return metrics  # under torchrun, only rank 0 evaluates and writes
+        clf, reports = post_fit(cfg, trainer, splits, ckpt_dir, metrics, quiet)
+        write_model_dir(out, cfg, clf, trainer, splits, reports, metrics)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     metrics["output_dir"] = str(out)
     return metrics
 

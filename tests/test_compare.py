@@ -180,7 +180,7 @@ def test_matching_setting_reads_precision_as_the_run_used_it(tmp_path, tiny_back
     # `auto` is what it resolves to on the machine comparing.
     auto = load_config(cfg_path, ["train.precision=auto"]).to_dict()
     for native, name in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr("stance.train._cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr("stance.trainer.cpu_has_native_bf16", lambda native=native: native)
         monkeypatch.setattr("torch.cuda.is_available", lambda: False)
         assert matching_setting(cfg_path, auto, settings, seed).name == name
 

@@ -119,7 +119,7 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_backbone, tiny_data, mo
     d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "model")
     d["train"]["epochs"] = 2
     cfg = config_from_dict(d)
-    real = train_mod._make_trainer_class
+    real = train_mod.make_trainer_class
 
     def with_boom():
         cls = real()
@@ -131,12 +131,12 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_backbone, tiny_data, mo
 
         return Interrupted
 
-    monkeypatch.setattr(train_mod, "_make_trainer_class", with_boom)
+    monkeypatch.setattr(train_mod, "make_trainer_class", with_boom)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, quiet=True)
     assert not (tmp_path / "model").exists()
     assert any(p.name.startswith("checkpoint-") for p in (tmp_path / "model.checkpoints").iterdir())
-    monkeypatch.setattr(train_mod, "_make_trainer_class", real)
+    monkeypatch.setattr(train_mod, "make_trainer_class", real)
     metrics = train(cfg, resume=True, quiet=True)
     assert (tmp_path / "model" / "model.safetensors").is_file()
     history = json.loads((tmp_path / "model" / "train_results.json").read_text())["log_history"]
@@ -253,10 +253,10 @@ def test_bf16_trains_under_autocast_and_saves_fp32_weights(tmp_path, tiny_backbo
 def test_auto_precision_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native, expected):
     import torch
 
-    from stance import train as train_mod
+    from stance import trainer as train_mod
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_mod, "_cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: native)
     assert train_mod.resolve_precision("auto") == expected
     # An explicit choice is kept either way.
     assert train_mod.resolve_precision("fp32") == "fp32"
@@ -278,7 +278,7 @@ def test_label_smoothing_puts_eps_on_every_label(tmp_path, weights):
         model.classifier.bias.copy_(torch.tensor([2.0, -1.0, 0.5, -2.0]))
     ids, gold = torch.randint(0, 50, (6, 5)), torch.tensor([0, 1, 2, 3, 0, 1])
     eps = 0.2
-    trainer = train_mod._make_trainer_class()(
+    trainer = train_mod.make_trainer_class()(
         model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True,
                                             label_smoothing_factor=eps),
         class_weights=weights)
@@ -298,7 +298,7 @@ def test_label_smoothing_puts_eps_on_every_label(tmp_path, weights):
 def test_layer_lr_groups_decay_from_head_to_embeddings():
     from transformers import BertConfig, BertForSequenceClassification
 
-    from stance.train import layer_lr_groups
+    from stance.trainer import layer_lr_groups
 
     model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3,
                                                      num_attention_heads=2, intermediate_size=32, num_labels=4))
@@ -322,7 +322,7 @@ def test_layer_lr_groups_decay_from_head_to_embeddings():
 def test_layer_lr_groups_refuses_a_model_without_numbered_layers():
     import torch
 
-    from stance.train import layer_lr_groups
+    from stance.trainer import layer_lr_groups
 
     class Flat(torch.nn.Module):
         config = type("C", (), {"num_hidden_layers": 2})()
@@ -340,7 +340,7 @@ def test_train_hands_smoothing_and_layer_decay_to_the_trainer(tmp_path, tiny_bac
     import stance.train as train_mod
 
     seen = []
-    make = train_mod._make_trainer_class
+    make = train_mod.make_trainer_class
 
     def recording():
         cls = make()
@@ -352,7 +352,7 @@ def test_train_hands_smoothing_and_layer_decay_to_the_trainer(tmp_path, tiny_bac
 
         return Recording
 
-    monkeypatch.setattr(train_mod, "_make_trainer_class", recording)
+    monkeypatch.setattr(train_mod, "make_trainer_class", recording)
     d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m")
     d["train"].update(epochs=1, label_smoothing=0.15, layer_lr_decay=0.5)
     train(config_from_dict(d), quiet=True)
