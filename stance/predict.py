@@ -27,7 +27,7 @@ import numpy as np
 from stance.articles import expand_inputs, iter_articles
 from stance.errors import StanceError
 from stance.io import atomic_open
-from stance.sentences import split_sentences
+from stance.sentences import MAX_SENTENCE_CHARS, split_sentences
 
 FIELDS = ["doc_id", "sent_idx", "start", "end", "text", "label", "score", "scores"]
 
@@ -37,6 +37,7 @@ class PredictSummary:
     articles: int = 0
     sentences: int = 0
     truncated: int = 0
+    cut: int = 0  # sentences over MAX_SENTENCE_CHARS, written as several rows
     skipped_files: list[str] = field(default_factory=list)
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
@@ -47,6 +48,8 @@ class PredictSummary:
         parts = [f"{self.articles} articles, {self.sentences} sentences{rate}", labels or "no sentences"]
         if self.truncated:
             parts.append(f"{self.truncated} sentences truncated to max_length")
+        if self.cut:
+            parts.append(f"{self.cut} long sentences cut into rows of at most {MAX_SENTENCE_CHARS} characters")
         if self.skipped_files:
             parts.append(f"{len(self.skipped_files)} files skipped")
         return "; ".join(parts)
@@ -85,6 +88,7 @@ def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[_Pen
     for art in articles:
         summary.articles += 1
         for i, s in enumerate(split_sentences(art.text)):
+            summary.cut += s.part == 1
             yield _Pending(art.doc_id, i, s.start, s.end, s.text)
 
 
