@@ -99,15 +99,19 @@ def predict(
         help="Predictions scoring below this become 'none' \\[default: the model's, chosen on dev; 0 = argmax].",
         show_default=False)] = None,
     backend: Backend = "auto",
+    max_article_mb: Annotated[float, typer.Option(
+        help="Skip (and count) an article over this many MB of text; an HTML page may be 4 times this.")] = 5.0,
     quiet: Quiet = False,
 ) -> None:
     """Split articles into sentences and classify each one."""
+    from stance.articles import max_article_bytes_from_mb
     from stance.modeling import StanceClassifier
     from stance.predict import predict_articles
 
+    max_article_bytes = max_article_bytes_from_mb(max_article_mb)
     clf = StanceClassifier.load(model, backend=backend)
     summary = predict_articles(clf, inputs, out=out, fmt=fmt, batch_size=batch_size,
-                               min_score=min_score, quiet=quiet)
+                               min_score=min_score, quiet=quiet, max_article_bytes=max_article_bytes)
     if not quiet or out:
         typer.echo(summary.format(), err=True)
 

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from stance.articles import expand_inputs, iter_articles
+from stance.articles import DEFAULT_MAX_ARTICLE_BYTES, expand_inputs, iter_articles
 from stance.errors import StanceError
 from stance.io import atomic_open
 from stance.sentences import MAX_SENTENCE_CHARS, split_sentences
@@ -38,9 +38,16 @@ class PredictSummary:
     sentences: int = 0
     truncated: int = 0
     cut: int = 0  # sentences over MAX_SENTENCE_CHARS, written as several rows
-    skipped_files: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)  # whole inputs skipped
+    skipped: Counter = field(default_factory=Counter)  # reason -> inputs or JSONL lines skipped
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+
+    def skip(self, path: str, line: int | None, reason: str) -> None:
+        """Count an input (``line`` None) or one JSONL line passed over, by reason."""
+        self.skipped[reason] += 1
+        if line is None:
+            self.skipped_files.append(path)
 
     def format(self) -> str:
         rate = f", {self.sentences / self.seconds:.0f} sentences/s" if self.seconds else ""
@@ -50,8 +57,8 @@ class PredictSummary:
             parts.append(f"{self.truncated} sentences truncated to max_length")
         if self.cut:
             parts.append(f"{self.cut} long sentences cut into rows of at most {MAX_SENTENCE_CHARS} characters")
-        if self.skipped_files:
-            parts.append(f"{len(self.skipped_files)} files skipped")
+        if self.skipped:
+            parts.append("skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())))
         return "; ".join(parts)
 
 
@@ -154,12 +161,14 @@ def predict_articles(
     min_score: float | None = None,
     window: int = 1024,
     quiet: bool = False,
+    max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES,
 ) -> PredictSummary:
     """Classify every sentence of every article in ``inputs``; write one row per sentence.
 
     ``out`` None or "-" writes to stdout.  ``fmt`` defaults to the suffix of
     ``out`` (``.csv`` -> csv, else jsonl).  ``min_score`` None uses the model's
-    own threshold (chosen on dev by ``stance train``); 0 is plain argmax.
+    own threshold (chosen on dev by ``stance train``); 0 is plain argmax.  Inputs
+    over ``max_article_bytes`` of text are skipped and counted in the summary.
     """
     from tqdm import tqdm
 
@@ -173,7 +182,7 @@ def predict_articles(
         raise StanceError(f"--batch-size: must be at least 1, got {batch_size}")
     summary = PredictSummary()
     # Resolve every input before opening the output: a missing file fails fast.
-    articles = iter_articles(expand_inputs(inputs), on_skip=summary.skipped_files.append)
+    articles = iter_articles(expand_inputs(inputs), on_skip=summary.skip, max_article_bytes=max_article_bytes)
     to_stdout = out is None or str(out) == "-"
     sink = nullcontext(sys.stdout) if to_stdout else atomic_open(out)
     t0 = time.perf_counter()

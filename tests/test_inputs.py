@@ -9,13 +9,18 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from stance.articles import iter_articles
+from stance.errors import StanceError
 from stance.modeling import StanceClassifier
-from stance.predict import predict_articles
+from stance.predict import PredictSummary, predict_articles
 from stance.sentences import MAX_SENTENCE_CHARS, split_sentences
+from tests.test_cli import assert_one_line_error, run
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -27,7 +32,66 @@ def clf(trained_model):
     return StanceClassifier.load(trained_model)
 
 
-# -- item 9: caps on a sentence ----------------------------------------------------------------------------------
+def read_all(inputs, **kw):
+    """Articles and the skips reported for them, as (path, line, reason)."""
+    skips = []
+    arts = list(iter_articles([str(p) for p in inputs], on_skip=lambda *a: skips.append(a), **kw))
+    return arts, skips
+
+
+# -- item 9: caps on an article, a JSONL line and a sentence --------------------------------------------------
+
+
+def test_an_oversized_file_is_skipped_and_counted_without_being_read(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"word " * (4 * MB))  # 20 MB
+    ok = tmp_path / "ok.txt"
+    ok.write_text("Labour backed the plan.")
+    tracemalloc.start()
+    try:
+        arts, skips = read_all([big, ok], max_article_bytes=MB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [a.doc_id for a in arts] == [str(ok)]
+    assert skips == [(str(big), None, "oversized article")]
+    assert peak < 2 * MB
+
+
+def test_an_oversized_jsonl_line_is_skipped_and_the_next_line_still_read(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    with open(src, "w") as fh:
+        fh.write(json.dumps({"id": "a", "text": "Labour backed the plan."}) + "\n")
+        fh.write(json.dumps({"id": "huge", "text": "word " * (2 * MB)}) + "\n")  # a 10 MB line
+        fh.write(json.dumps({"id": "long", "text": "word " * 300_000}) + "\n")  # line fits, text over the cap
+        fh.write(json.dumps({"id": "b", "text": "Police blamed him."}) + "\n")
+    tracemalloc.start()
+    try:
+        arts, skips = read_all([src], max_article_bytes=MB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [a.doc_id for a in arts] == ["a", "b"]
+    assert skips == [(str(src), 2, "oversized JSONL line"), (str(src), 3, "oversized article")]
+    assert peak < 8 * MB  # a capped line buffer and one 1.5 MB text in three forms, never the 10 MB line
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"warning: {src}:2: ") and err[1].startswith(f"warning: {src}:3: ")
+
+
+def test_stdin_over_the_cap_is_skipped_after_reading_no_more_than_the_cap(trained_model, tmp_path):
+    """`--max-article-mb` bounds what is read from stdin: the file offset shows how far the child read."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"Labour backed the plan. " * 125_000)  # 3 MB
+    with open(src, "rb") as fh:
+        r = subprocess.run([sys.executable, "-m", "stance.cli", "predict", str(trained_model), "-",
+                            "--max-article-mb", "1", "-q", "--out", str(tmp_path / "o.jsonl")],
+                           stdin=fh, capture_output=True, text=True, timeout=120, env=ENV)
+        consumed = os.lseek(fh.fileno(), 0, os.SEEK_CUR)
+    assert r.returncode == 0, r.stderr
+    assert "-: " in r.stderr and "skipped" in r.stderr and "Traceback" not in r.stderr
+    assert "1 oversized article" in r.stderr
+    assert consumed <= MB + 64 * 1024
+    assert (tmp_path / "o.jsonl").read_text() == ""
 
 
 def test_a_megabyte_without_punctuation_is_cut_into_bounded_pieces_with_exact_offsets():
@@ -48,6 +112,13 @@ def test_long_sentences_cut_are_rows_with_exact_offsets_and_counted(clf, tmp_pat
     assert rows[-1]["text"] == "Short one here." and len(rows) >= 4
     assert all(text[r["start"]:r["end"]] == r["text"] and len(r["text"]) <= MAX_SENTENCE_CHARS for r in rows)
     assert summary.cut == 1 and "1 long sentences cut" in summary.format()
+
+
+def test_a_max_article_mb_that_is_not_positive_is_one_line_error(trained_model, tmp_path):
+    art = tmp_path / "a.txt"
+    art.write_text("Hello there.")
+    assert_one_line_error(run("predict", trained_model, art, "--max-article-mb", "0"), "--max-article-mb")
+    assert_one_line_error(run("predict", trained_model, art, "--max-article-mb", "nan"), "--max-article-mb")
 
 
 # -- item 10: pySBD's catastrophic backtracking -------------------------------------------------------------
@@ -83,3 +154,72 @@ def test_pysbd_inputs_reported_to_hang_split_in_seconds_with_exact_offsets(tmp_p
     assert "[484 216" in "".join(t for _, _, t in results[2])
     assert [t for _, _, t in results[-1]] == ["Labour backed the plan."] * 8000
 
+
+# -- item 11: HTML ------------------------------------------------------------------------------------------
+
+
+def test_an_html_page_with_no_extractable_text_is_skipped_with_a_reason(tmp_path, capsys):
+    page = tmp_path / "photo.html"  # a photo page: a title, an image, a script, no text
+    page.write_text("<html><head><title>Photo</title></head><body><div><img src='a.png'></div>"
+                    "<script>track()</script></body></html>")
+    arts, skips = read_all([page])
+    assert arts == [] and skips == [(str(page), None, "no text extracted from HTML")]
+    assert f"warning: {page}: " in capsys.readouterr().err
+
+
+def test_an_html_page_over_its_own_size_limit_never_reaches_trafilatura(tmp_path):
+    para = "<p>The minister accused the union of lying about the strike figures on Monday.</p>"
+    small, big = tmp_path / "small.html", tmp_path / "big.html"
+    # Markup bloat: a page three times the article cap still holds a text well under it.
+    small.write_text("<html><body><article>" + para + "<div class='x'></div>" * 15_000 + "</article></body></html>")
+    big.write_text("<html><body><article>" + para * 6000 + "</article></body></html>")
+    assert 100_000 < small.stat().st_size < 400_000 < big.stat().st_size
+    arts, skips = read_all([small, big], max_article_bytes=100_000)
+    assert [a.doc_id for a in arts] == [str(small)] and "accused the union" in arts[0].text
+    assert skips == [(str(big), None, "oversized HTML page")]
+
+
+# -- item 12: NUL bytes and bad UTF-8 -----------------------------------------------------------------------
+
+
+def test_a_nul_byte_late_in_a_file_marks_it_binary(tmp_path):
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"Labour backed the plan. " * 1000 + b"\x00 Police blamed him.")
+    arts, skips = read_all([late])
+    assert arts == [] and skips == [(str(late), None, "binary")]
+
+
+def test_a_bad_utf8_line_in_jsonl_is_skipped_with_a_warning_naming_file_and_line(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": "a", "text": "Labour backed the plan."}\n'
+                    b'{"id": "b", "text": "caf\xe9"}\n'
+                    b'{"id": "c", "text": "Police blamed \\ud800 him."}\n'
+                    b'{"id": "d", "text": "nul \\u0000 here"}\n'
+                    b'{"id": "e", "text": "raw nul \x00 here"}\n'
+                    b'{"id": "f", "text": "The mayor denied it."}\n')
+    arts, skips = read_all([src])
+    assert [a.doc_id for a in arts] == ["a", "f"]
+    assert skips == [(str(src), 2, "not UTF-8"), (str(src), 3, "not UTF-8"), (str(src), 4, "binary"),
+                     (str(src), 5, "binary")]
+    err = capsys.readouterr().err
+    assert f"warning: {src}:2: not UTF-8" in err and f"warning: {src}:3: " in err
+
+
+def test_json_nested_too_deeply_is_a_one_line_error_not_a_crash(tmp_path):
+    src = tmp_path / "deep.jsonl"
+    src.write_text('{"id": 1, "text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(StanceError, match="deep.jsonl:1: broken JSON"):
+        read_all([src])
+
+
+def test_the_summary_counts_skips_by_reason_and_keeps_skipped_files(clf, tmp_path):
+    (tmp_path / "late.txt").write_bytes(b"Fine words. " * 1000 + b"\x00")
+    (tmp_path / "latin.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    (tmp_path / "photo.html").write_text("<html><body><img src='a.png'></body></html>")
+    (tmp_path / "ok.txt").write_text("Labour backed the plan.")
+    summary = predict_articles(clf, [str(tmp_path)], out=tmp_path / "o.jsonl", quiet=True)
+    assert summary.skipped == Counter({"binary": 1, "not UTF-8": 1, "no text extracted from HTML": 1})
+    assert sorted(Path(p).name for p in summary.skipped_files) == ["late.txt", "latin.txt", "photo.html"]
+    assert summary.articles == 1 and summary.sentences == 1
+    assert "skipped 1 binary, 1 no text extracted from HTML, 1 not UTF-8" in summary.format()
+    assert "skipped" not in PredictSummary(articles=1).format()
