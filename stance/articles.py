@@ -47,6 +47,9 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     out: list[str] = []
     for item in inputs:
         if item == "-":
+            # Python leaves sys.stdin None when the shell closed it (`stance predict M - <&-`).
+            if sys.stdin is None:
+                raise StanceError("-: standard input is closed; pass files, or give stdin some text")
             out.append(item)
             continue
         path = Path(item)
@@ -55,7 +58,8 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
             if not files:
                 _warn(f"{path}: folder holds no .txt, .html or .jsonl files")
             out.extend(str(p) for p in files)
-        elif path.is_file():
+        elif path.exists():
+            # Not only regular files: `<(cmd)` is a pipe at /dev/fd/N, read like stdin.
             out.append(str(path))
         else:
             raise StanceError(f"{path}: article file not found")

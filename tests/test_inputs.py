@@ -39,6 +39,13 @@ def read_all(inputs, **kw):
     return arts, skips
 
 
+def stance_in_bash(script: str, model: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run `script` in bash with $STANCE as the real CLI, the way a user's shell runs it."""
+    cli = f'"{sys.executable}" -m stance.cli'
+    return subprocess.run(["bash", "-c", script.replace("$STANCE", cli).replace("$MODEL", f'"{model}"')],
+                          capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
+
+
 # -- item 9: caps on an article, a JSONL line and a sentence --------------------------------------------------
 
 
@@ -223,3 +230,31 @@ def test_the_summary_counts_skips_by_reason_and_keeps_skipped_files(clf, tmp_pat
     assert summary.articles == 1 and summary.sentences == 1
     assert "skipped 1 binary, 1 no text extracted from HTML, 1 not UTF-8" in summary.format()
     assert "skipped" not in PredictSummary(articles=1).format()
+
+
+# -- item 13: closed stdin, process substitution, broken pipes ----------------------------------------------
+
+
+def test_closed_stdin_fails_with_one_line(trained_model):
+    r = stance_in_bash("$STANCE predict $MODEL - -q <&-", trained_model)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: -: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_process_substitution_is_read_like_a_file(trained_model):
+    r = stance_in_bash("$STANCE predict $MODEL <(printf 'Labour backed the plan. Police blamed him.') -q",
+                       trained_model)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["text"] for x in rows] == ["Labour backed the plan.", "Police blamed him."]
+    assert rows[0]["doc_id"].startswith("/dev/fd/")
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly(trained_model, tmp_path):
+    """Python's "Note on SIGPIPE": exit 1, nothing on stderr, for a reader gone mid-run or before the first row."""
+    big = tmp_path / "big.txt"
+    big.write_text("Labour backed the plan. Police blamed him.\n" * 3000)
+    for reader in ("head -n 1", "true"):
+        r = stance_in_bash(f'$STANCE predict $MODEL "{big}" -q | {reader} >/dev/null; echo "${{PIPESTATUS[0]}}"',
+                           trained_model)
+        assert r.stdout.strip() == "1" and r.stderr == "", (reader, r.stdout, r.stderr)
