@@ -125,15 +125,20 @@ def predict(
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run on the same --out: skip finished articles, append the rest."
     )] = False,
+    max_article_mb: Annotated[float, typer.Option(
+        help="Skip (and count) an article over this many MB of text; an HTML page may be 4 times this.")] = 5.0,
     quiet: Quiet = False,
 ) -> None:
     """Split articles into sentences and classify each one."""
+    from stance.articles import max_article_bytes_from_mb
     from stance.modeling import StanceClassifier
     from stance.predict import predict_articles
 
+    max_article_bytes = max_article_bytes_from_mb(max_article_mb)
     clf = StanceClassifier.load(model, backend=backend)
     summary = predict_articles(clf, inputs, out=out, fmt=fmt, batch_size=batch_size,
-                               min_score=min_score, quiet=quiet, resume=resume)
+                               min_score=min_score, quiet=quiet, resume=resume,
+                               max_article_bytes=max_article_bytes)
     if not quiet or out:
         typer.echo(summary.format(), err=True)
 

@@ -10,6 +10,7 @@ renamed onto ``--out`` only when the run succeeds.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import queue
@@ -24,11 +25,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from stance.articles import expand_inputs, iter_articles
+from stance.articles import DEFAULT_MAX_ARTICLE_BYTES, expand_inputs, iter_articles
 from stance.errors import StanceError
 from stance.io import fault_point, os_error, output_lock
 from stance.partial import PartialOutput, input_fingerprint
-from stance.sentences import split_sentences
+from stance.sentences import MAX_SENTENCE_CHARS, split_sentences
 
 FIELDS = ["doc_id", "sent_idx", "start", "end", "text", "label", "score", "scores"]
 
@@ -38,10 +39,18 @@ class PredictSummary:
     articles: int = 0
     sentences: int = 0
     truncated: int = 0
-    skipped_files: list[str] = field(default_factory=list)
+    cut: int = 0  # sentences over MAX_SENTENCE_CHARS, written as several rows
+    skipped_files: list[str] = field(default_factory=list)  # whole inputs skipped
+    skipped: Counter = field(default_factory=Counter)  # reason -> inputs or JSONL lines skipped
     labels: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     resumed_after: int = 0  # articles a resumed run found already done
+
+    def skip(self, path: str, line: int | None, reason: str) -> None:
+        """Count an input (``line`` None) or one JSONL line passed over, by reason."""
+        self.skipped[reason] += 1
+        if line is None:
+            self.skipped_files.append(path)
 
     def format(self) -> str:
         rate = f", {self.sentences / self.seconds:.0f} sentences/s" if self.seconds else ""
@@ -49,8 +58,10 @@ class PredictSummary:
         parts = [f"{self.articles} articles, {self.sentences} sentences{rate}", labels or "no sentences"]
         if self.truncated:
             parts.append(f"{self.truncated} sentences truncated to max_length")
-        if self.skipped_files:
-            parts.append(f"{len(self.skipped_files)} files skipped")
+        if self.cut:
+            parts.append(f"{self.cut} long sentences cut into rows of at most {MAX_SENTENCE_CHARS} characters")
+        if self.skipped:
+            parts.append("skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())))
         if self.resumed_after:
             parts.append(f"resumed after {self.resumed_after} articles already done")
         return "; ".join(parts)
@@ -97,6 +108,7 @@ def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[_Pen
     for art_no, art in enumerate(articles):
         summary.articles += 1
         for i, s in enumerate(split_sentences(art.text)):
+            summary.cut += s.part == 1
             yield _Pending(art.doc_id, i, s.start, s.end, s.text, art_no)
 
 
@@ -168,12 +180,14 @@ def predict_articles(
     window: int = 1024,
     quiet: bool = False,
     resume: bool = False,
+    max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES,
 ) -> PredictSummary:
     """Classify every sentence of every article in ``inputs``; write one row per sentence.
 
     ``out`` None or "-" writes to stdout.  ``fmt`` defaults to the suffix of
     ``out`` (``.csv`` -> csv, else jsonl).  ``min_score`` None uses the model's
-    own threshold (chosen on dev by ``stance train``); 0 is plain argmax.
+    own threshold (chosen on dev by ``stance train``); 0 is plain argmax.  Inputs
+    over ``max_article_bytes`` of text are skipped and counted in the summary.
     ``resume`` continues a run on the same ``out`` that was interrupted
     (``stance.partial``): finished articles are skipped, never written twice.
     """
@@ -188,41 +202,48 @@ def predict_articles(
     summary = PredictSummary()
     # Resolve every input before opening the output: a missing file fails fast.
     files = expand_inputs(inputs)
+    read = functools.partial(iter_articles, files, on_skip=summary.skip, max_article_bytes=max_article_bytes)
     if out is None or str(out) == "-":
         if resume:
             raise StanceError("--resume: needs --out FILE (stdout cannot be resumed)")
-        _run(clf, iter_articles(files, on_skip=summary.skipped_files.append), _StdoutSink(fmt, clf.labels),
-             summary, batch_size, min_score, window, quiet)
+        _run(clf, read(), _StdoutSink(fmt, clf.labels), summary, batch_size, min_score, window, quiet)
         return summary
-    if resume and "-" in files:
-        raise StanceError("--resume: stdin (-) cannot be read again; save it to a file first")
+    if resume and not all(Path(f).is_file() for f in files):
+        raise StanceError("--resume: stdin and pipes cannot be read again; save the input to a file first")
     settings = {"model": str(Path(clf.source).resolve()) if getattr(clf, "source", None) else None,
                 "labels": clf.labels, "backend": clf.backend.name, "min_score": min_score,
-                "temperature": clf.temperature, "format": fmt, "window": window}
+                "temperature": clf.temperature, "format": fmt, "window": window, "max_article_bytes": max_article_bytes}
+    fingerprint = input_fingerprint([f for f in files if Path(f).is_file()], settings)
     with output_lock(out):
-        sink = _FileSink(PartialOutput(out, input_fingerprint([f for f in files if f != "-"], settings)),
-                         fmt, clf.labels, resume)
-        try:
-            articles = itertools.islice(iter_articles(files, on_skip=summary.skipped_files.append),
-                                        sink.skip, None)
-            _run(clf, articles, sink, summary, batch_size, min_score, window, quiet)
-            sink.output.finish()
-        except StanceError:
-            sink.output.discard()  # bad input: a resumed run would stop at the same place
-            raise
-        except OSError as e:
-            err = os_error(out, e)
-            if isinstance(err, StanceError):  # disk full or permissions: what is done stays resumable
-                raise StanceError(f"{err}; finished articles are kept: rerun with --resume to continue") from None
-            raise
-        finally:
-            sink.output.close()
+        sink = _FileSink(PartialOutput(out, fingerprint), fmt, clf.labels, resume)
+        _run_to_file(clf, read, sink, out, summary, batch_size, min_score, window, quiet)
     summary.resumed_after = sink.skip
     return summary
 
 
+def _run_to_file(clf: Any, read: Any, sink: _FileSink, out: str | Path, summary: PredictSummary,
+                 batch_size: int, min_score: float | None, window: int, quiet: bool) -> None:
+    """``_run`` into a resumable partial file, published at the end; a failure keeps what can resume."""
+    try:
+        articles = itertools.islice(read(), sink.skip, None)
+        _run(clf, articles, sink, summary, batch_size, min_score, window, quiet)
+        sink.output.finish()
+    except StanceError:
+        sink.output.discard()  # bad input: a resumed run would stop at the same place
+        raise
+    except OSError as e:
+        err = os_error(out, e)
+        if isinstance(err, StanceError):  # disk full or permissions: what is done stays resumable
+            raise StanceError(f"{err}; finished articles are kept: rerun with --resume to continue") from None
+        raise
+    finally:
+        sink.output.close()
+
+
 class _StdoutSink:
     def __init__(self, fmt: str, labels: list[str]) -> None:
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise StanceError("standard output is closed; write to a file with --out FILE")
         self.skip, self.writer = 0, _Writer(sys.stdout, fmt, labels, header=True)
 
     def commit(self, articles_done: int, rows: int) -> None:
