@@ -1,17 +1,16 @@
 import numpy as np
 import yaml
 
-from stance.compare import (
-    Setting,
-    render_report,
-    run_baselines,
-    run_sweep,
-    threshold_to_none,
-    uncalibrated_ece,
-)
+from experiments.baselines import run_baselines
+from experiments.report import render_report
+from experiments.settings import Setting
+from experiments.summaries import threshold_to_none, uncalibrated_ece
+from experiments.sweep import run_sweep
 from stance.data import read_labeled
 from stance.metrics import expected_calibration_error
-from tests.conftest import LABELS, tiny_config_dict
+from stance.testing import LABELS, tiny_config_dict
+
+BUDGET_S = 15 * 60
 
 
 def _setup(tmp_path, tiny_backbone, tiny_data):
@@ -55,7 +54,7 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
     out = tmp_path / "results.md"
     notes = {test.texts[0]: "a note the report must carry"}
     facts = render_report(settings, records, baselines, dev, test, LABELS, out, notes=notes, commentary="Why.",
-                          shipped="default")
+                          shipped="default", budget_s=BUDGET_S)
     dev_means = {name: np.mean([x["dev"]["macro_f1"] for x in records if x["setting"] == name])
                  for name in ("default", "slow-lr")}
     assert facts["winner"] == max(dev_means, key=dev_means.get)
@@ -76,7 +75,7 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
     over = [dict(r, setting="over", train_seconds=10_000.0, dev=dict(r["dev"], macro_f1=1.0))
             for r in records if r["setting"] == "default"]
     facts2 = render_report([*settings, Setting("over", "too slow", seeds=(1, 2))], records + over, baselines,
-                           dev, test, LABELS, out, shipped="default")
+                           dev, test, LABELS, out, shipped="default", budget_s=BUDGET_S)
     assert facts2["winner"] == facts["winner"]
     runner = ({"default", "slow-lr"} - {facts["winner"]}).pop()
     assert f"within the time budget, `{runner}`" in out.read_text()
@@ -89,21 +88,21 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
                              runner: {"macro_f1": other_f1, "per_class_f1": dict.fromkeys(LABELS, 0.6), "n": 99,
                                       "diff": other_f1 - base_f1, "diff_sd": 0.01}}}
 
-    facts3 = render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
+    facts3 = render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default", budget_s=BUDGET_S,
                            crossval=cv(0.70, 0.72, facts["winner"]))
     assert facts3["winner"] == runner and facts3["dev_winner"] == facts["winner"]
     text = out.read_text()
     assert f"better than the dev winner `{facts['winner']}` in cross-validation" in text
     assert "## Cross-validation" in text and "+0.020 ± 0.010" in text
     for losing in (cv(0.72, 0.70, facts["winner"]), cv(0.70, 0.72, "some other setting")):
-        assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
+        assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default", budget_s=BUDGET_S,
                              crossval=losing)["winner"] == facts["winner"]
 
     # The dev winner cross-validated as itself (no stand-in): a challenger that beats it there wins.
     own = cv(0.70, 0.72, facts["winner"])
     own["baseline"] = facts["winner"]
     own["settings"] = {facts["winner"]: own["settings"].pop("stand-in"), **own["settings"]}
-    assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
+    assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default", budget_s=BUDGET_S,
                          crossval=own)["winner"] == runner
     assert "stands for" not in out.read_text()
 
@@ -139,7 +138,7 @@ def test_compare_script_rejects_unknown_setting(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(root / "scripts" / "compare.py"), "--only", "nope",
                            "--out", str(tmp_path / "r.md")], capture_output=True, text=True)
     assert proc.returncode == 2
@@ -147,7 +146,7 @@ def test_compare_script_rejects_unknown_setting(tmp_path):
 
 
 def test_matching_setting_finds_the_shipped_recipe(tmp_path, tiny_backbone, tiny_data):
-    from stance.compare import matching_setting
+    from experiments.sweep import matching_setting
     from stance.config import load_config
 
     cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
@@ -167,7 +166,7 @@ def test_matching_setting_finds_the_shipped_recipe(tmp_path, tiny_backbone, tiny
 
 
 def test_matching_setting_reads_precision_as_the_run_used_it(tmp_path, tiny_backbone, tiny_data, monkeypatch):
-    from stance.compare import matching_setting
+    from experiments.sweep import matching_setting
     from stance.config import load_config
 
     cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
@@ -188,7 +187,7 @@ def test_matching_setting_reads_precision_as_the_run_used_it(tmp_path, tiny_back
 def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, tiny_backbone, tiny_data):
     import pytest
 
-    from stance.compare import adopt_model
+    from experiments.sweep import adopt_model
     from stance.config import load_config, save_config
     from stance.errors import StanceError
 
@@ -205,7 +204,7 @@ def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, 
 
 
 def test_paired_bootstrap_sees_a_real_difference_and_none_between_equals():
-    from stance.compare import paired_bootstrap
+    from experiments.summaries import paired_bootstrap
     from stance.data import LabeledData
 
     labels = ["accuse", "deny", "support", "none"]
