@@ -60,9 +60,6 @@ class Plan:
         """Every setting in training order: the curve is cheap and the report needs it, so it follows the first."""
         return [*self.settings[:1], *self.curve, *self.settings[1:]]
 
-    def by_name(self, name: str) -> Setting:
-        return next(s for s in (*self.settings, *self.curve) if s.name == name)
-
 
 def is_curve_point(setting: Setting) -> bool:
     return setting.name.startswith(CURVE_PREFIX)
