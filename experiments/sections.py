@@ -122,8 +122,8 @@ def crossval_section(crossval: dict[str, Any], dev_winner: str, n_dev: int, labe
         f"decided on round-1 train instead: {crossval['k']} folds drawn by story, each predicted by a model "
         f"trained without that fold's stories (seed {crossval['seed']}; dev still picks each fold's best epoch). "
         f"Pooled, the out-of-fold predictions score every setting on the same {n:,} sentences.{proxy} "
-        "Plain argmax; `python scripts/compare.py` runs it (`CROSSVAL` in `stance/compare.py` names the "
-        "settings).",
+        "Plain argmax; `python scripts/compare.py` runs it (`crossval` in `experiments/settings.yaml` names "
+        "the settings).",
         "",
         *rows,
         "",

@@ -1,5 +1,9 @@
 """Compare baselines and fine-tuning recipes on the shipped splits; write docs/results.md.
 
+The command line of the `experiments` package.  The settings, the learning curve and the
+cross-validation plan are data, in experiments/settings.yaml: adding an experiment is adding
+an entry there.
+
   baselines     keyword rule; TF-IDF (word + char n-grams) + logistic regression tuned on dev
   settings      MiniLM-L6 with configs/base.yaml and one change each (class weights,
                 frozen embeddings, max_length, learning rate, epochs) on the round-1
@@ -15,7 +19,7 @@
                 annotation rounds (bf16+round2), and, on rounds 1-5, frozen embeddings,
                 learning rates 5e-5 and 2e-4, label smoothing 0.1, layer-wise learning-rate
                 decay and no class weights; 3 folds of round-1 train held out by story
-                (stance/crossval.py), seed 42: 24 models, ~3.5 hours.  bf16+round2 and the
+                (experiments/crossval.py), seed 42: 24 models, ~3.5 hours.  bf16+round2 and the
                 six recipe variants run only here (no seeds): none beat the winner's recipe
 
 Each transformer run is cached as docs/results/runs/<setting>-s<seed>.json, so an
