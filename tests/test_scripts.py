@@ -56,7 +56,8 @@ def test_bench_train_times_both_precisions_on_a_tiny_backbone(tiny_backbone, tin
 
 
 def test_compare_report_only_renders_the_report_from_cached_runs(tmp_path, trained_model, tiny_backbone, tiny_data):
-    from stance.compare import SETTINGS, record_model
+    from experiments.settings import load_plan
+    from experiments.sweep import record_model
     from stance.config import load_config
 
     config = tmp_path / "c.yaml"
@@ -65,7 +66,7 @@ def test_compare_report_only_renders_the_report_from_cached_runs(tmp_path, train
     runs = tmp_path / "results" / "runs"
     runs.mkdir(parents=True)
     # One model recorded as two settings: the report needs a default run, and a runner-up to compare with.
-    for setting in SETTINGS[:2]:
+    for setting in load_plan().settings[:2]:
         (runs / f"{setting.name}-s42.json").write_text(json.dumps(record_model(trained_model, cfg, setting, 42)))
     # Cached story groups, so the cross-validation step needs no raw sources (its folds are not run: skipped).
     (tmp_path / "results" / "crossval").mkdir()

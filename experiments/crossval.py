@@ -20,6 +20,7 @@ not touched.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -28,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from stance.compare import Setting, _run_config, run_one
+from experiments.settings import CrossvalPlan, Setting
+from experiments.sweep import run_config, run_file, run_one
 from stance.errors import StanceError
-from stance.io import write_text
+from stance.io import write_json, write_text
 from stance.metrics import bootstrap_macro_f1
 
 
@@ -83,7 +85,7 @@ def fold_settings(config: str | Path, setting: Setting, heldout_file: str | Path
     ``heldout_file`` (round-1 train) must be one of the setting's training files: its rows
     are the ones predicted.  Fold files are written under ``work_dir``.
     """
-    cfg = _run_config(config, setting, seed, Path("unused"))
+    cfg = run_config(config, setting, seed, Path("unused"))
     files = cfg.data.train if isinstance(cfg.data.train, list) else [cfg.data.train]
     if str(heldout_file) not in files:
         raise StanceError(f"cross-validation: {setting.name} does not train on {heldout_file}")
@@ -126,7 +128,7 @@ def run_crossval(config: str | Path, settings: Sequence[Setting], heldout_file: 
         probs: list[np.ndarray] = []
         labels: list[str] = []
         for fs, test_path in fold_settings(config, s, heldout_file, group_of, k, seed, work_dir / "crossval"):
-            if not train_missing and not (runs_dir / f"{fs.name}-s{seed}.json").is_file():
+            if not train_missing and not run_file(runs_dir, fs, seed).is_file():
                 log(f"cross-validation: {fs.name} not run yet")
                 return None
             rec = run_one(config, fs, seed, runs_dir, work_dir, quiet)
@@ -154,3 +156,37 @@ def paired_diff(gold: Sequence[str], pred_a: Sequence[str], pred_b: Sequence[str
     g, a, b = (np.array([index[x] for x in xs]) for xs in (gold, pred_a, pred_b))
     _, diff = bootstrap_macro_f1(g, [a], [b], n_labels=len(labels), draws=draws, seed=seed)
     return {"diff": float(np.mean(diff)), "diff_sd": float(np.std(diff))}
+
+
+def story_groups(cache: Path, documents: str, raw_groups: Callable[[], Mapping[str, str]]) -> dict[str, str]:
+    """The story group of every document of the training files matching ``documents`` (a glob).
+
+    Read from ``cache``; the first time, computed from ``raw_groups()`` (the union-find
+    over the raw sources that the splits were made with) and written there.
+    """
+    if cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    groups = raw_groups()
+    docs = {json.loads(line)["doc_id"] for f in sorted(Path().glob(documents))
+            for line in f.open(encoding="utf-8") if line.strip()}
+    group_of = {d: groups.get(d, d) for d in sorted(docs)}
+    write_json(cache, group_of)
+    return group_of
+
+
+def run_plan(config: str | Path, plan: CrossvalPlan, settings: Sequence[Setting], group_of: Mapping[str, str],
+             cv_dir: Path, work_dir: Path, train_missing: bool, quiet: bool = True) -> dict[str, Any] | None:
+    """Run (or read back) the cross-validation ``plan`` names; None while any fold is missing.
+
+    The result, with ``stands_for``, is written to ``cv_dir / "summary.json"``.
+    """
+    by_name = {s.name: s for s in settings}
+    chosen = [by_name[n] for n in (plan.baseline, *plan.others)]
+    # Relative paths, so the cached records name the fold files the same on every machine.
+    work_dir = Path(os.path.relpath(work_dir.resolve()))
+    result = run_crossval(config, chosen, plan.heldout, group_of, cv_dir / "runs", work_dir,
+                          k=plan.k, seed=plan.seed, quiet=quiet, train_missing=train_missing)
+    if result is not None:
+        result["stands_for"] = plan.stands_for
+        write_json(cv_dir / "summary.json", result)
+    return result

@@ -1,17 +1,19 @@
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 import yaml
 
-from stance.compare import (
-    Setting,
-    render_report,
-    run_baselines,
-    run_sweep,
-    threshold_to_none,
-    uncalibrated_ece,
-)
+from experiments.baselines import run_baselines
+from experiments.report import render_report
+from experiments.settings import Setting
+from experiments.summaries import threshold_to_none, uncalibrated_ece
+from experiments.sweep import run_sweep
 from stance.data import read_labeled
 from stance.metrics import expected_calibration_error
-from tests.conftest import LABELS, tiny_config_dict
+from stance.testing import LABELS, tiny_config_dict
+
+BUDGET_S = 15 * 60
 
 
 def _setup(tmp_path, tiny_backbone, tiny_data):
@@ -23,24 +25,41 @@ def _setup(tmp_path, tiny_backbone, tiny_data):
     return cfg, read(tiny_data["train"]), read(tiny_data["dev"]), read(tiny_data["test"])
 
 
-def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbone, tiny_data, monkeypatch):
-    cfg, train, dev, test = _setup(tmp_path, tiny_backbone, tiny_data)
-    settings = [
-        Setting("default", "as configured", seeds=(1, 2), curve=True),
-        Setting("slow-lr", "learning rate 1e-5", ("train.learning_rate=1e-5",), seeds=(1, 2)),
-        Setting("train-50pct", "half the data", ("train.train_fraction=0.5",), seeds=(42,), curve=True),
-    ]
-    runs = tmp_path / "results" / "runs"
-    records = run_sweep(cfg, settings, runs, tmp_path / "work", log=lambda s: None)
+SETTINGS = [
+    Setting("default", "as configured", seeds=(1, 2), curve=True),
+    Setting("slow-lr", "learning rate 1e-5", ("train.learning_rate=1e-5",), seeds=(1, 2)),
+    Setting("train-50pct", "half the data", ("train.train_fraction=0.5",), seeds=(42,), curve=True),
+]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, tiny_backbone, tiny_data):
+    """One sweep of SETTINGS on the tiny model, and the baselines, shared by the tests of its report."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    cfg, train, dev, test = _setup(tmp, tiny_backbone, tiny_data)
+    runs = tmp / "results" / "runs"
+    records = run_sweep(cfg, SETTINGS, runs, tmp / "work", log=lambda s: None)
+    baselines = run_baselines(train, dev, test, LABELS, fractions=(0.5,))
+    return SimpleNamespace(tmp=tmp, cfg=cfg, train=train, dev=dev, test=test, runs=runs, records=records,
+                           baselines=baselines, out=tmp / "results.md")
+
+
+def _render(sw, settings=SETTINGS, records=None, **kw):
+    return render_report(settings, sw.records if records is None else records, sw.baselines, sw.dev, sw.test,
+                         LABELS, sw.out, shipped="default", budget_s=BUDGET_S, **kw)
+
+
+def test_the_sweep_caches_every_run_round_robin_over_seeds_and_keeps_no_model(swept, monkeypatch):
+    records, runs = swept.records, swept.runs
     assert sorted(p.name for p in runs.glob("*.json")) == [
         "default-s1.json", "default-s2.json", "slow-lr-s1.json", "slow-lr-s2.json", "train-50pct-s42.json"]
-    assert not any((tmp_path / "work").iterdir())  # trained models are not kept
+    assert not any((swept.tmp / "work").iterdir())  # trained models are not kept
     # Round-robin over seeds: every setting's first seed comes before any second seed.
     assert [(r["setting"], r["seed"]) for r in records] == [
         ("default", 1), ("slow-lr", 1), ("train-50pct", 42), ("default", 2), ("slow-lr", 2)]
     r = records[0]
-    assert len(r["test_probs"]) == len(test) and len(r["dev_probs"]) == len(dev)
-    assert records[2]["train_rows"] == len(train) // 2
+    assert len(r["test_probs"]) == len(swept.test) and len(r["dev_probs"]) == len(swept.dev)
+    assert records[2]["train_rows"] == len(swept.train) // 2
     # Different seeds give different models.
     assert r["test_probs"] != records[3]["test_probs"]
 
@@ -48,38 +67,39 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
     import stance.train
 
     monkeypatch.setattr(stance.train, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    again = run_sweep(cfg, settings, runs, tmp_path / "work", log=lambda s: None)
+    again = run_sweep(swept.cfg, SETTINGS, runs, swept.tmp / "work", log=lambda s: None)
     assert [x["test"] for x in again] == [x["test"] for x in records]
 
-    baselines = run_baselines(train, dev, test, LABELS, fractions=(0.5,))
-    out = tmp_path / "results.md"
-    notes = {test.texts[0]: "a note the report must carry"}
-    facts = render_report(settings, records, baselines, dev, test, LABELS, out, notes=notes, commentary="Why.",
-                          shipped="default")
+
+def test_the_report_picks_the_winner_on_dev_and_writes_every_section(swept):
+    records, test = swept.records, swept.test
+    facts = _render(swept, notes={test.texts[0]: "a note the report must carry"}, commentary="Why.")
     dev_means = {name: np.mean([x["dev"]["macro_f1"] for x in records if x["setting"] == name])
                  for name in ("default", "slow-lr")}
     assert facts["winner"] == max(dev_means, key=dev_means.get)
-    text = out.read_text()
+    text = swept.out.read_text()
     assert f"**Winner: `{facts['winner']}`**" in text
     assert ("as shipped trains the winner" in text) == (facts["winner"] == "default")
     assert "± " in text and "TF-IDF + LR" in text and "keyword rule" in text
     assert "## Reading the results\n\nWhy." in text
-    assert (tmp_path / "results" / "confusion_test.png").stat().st_size > 1000
-    assert (tmp_path / "results" / "learning_curve.png").stat().st_size > 1000
+    assert (swept.tmp / "results" / "confusion_test.png").stat().st_size > 1000
+    assert (swept.tmp / "results" / "learning_curve.png").stat().st_size > 1000
     errors = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     ref = next(x for x in records if x["setting"] == facts["winner"] and x["seed"] == 1)
     pred = [LABELS[i] for i in np.asarray(ref["test_probs"]).argmax(1)]
     wrong = sum(g != p for g, p in zip(test.labels, pred))
     assert len(errors) == min(20, wrong)
 
+
+def test_the_report_names_the_runner_up_within_the_budget_and_a_winner_from_the_crossval(swept):
+    winner = _render(swept)["winner"]
+    runner = ({"default", "slow-lr"} - {winner}).pop()
     # A setting over the time budget is neither the winner nor the runner-up, however good on dev.
     over = [dict(r, setting="over", train_seconds=10_000.0, dev=dict(r["dev"], macro_f1=1.0))
-            for r in records if r["setting"] == "default"]
-    facts2 = render_report([*settings, Setting("over", "too slow", seeds=(1, 2))], records + over, baselines,
-                           dev, test, LABELS, out, shipped="default")
-    assert facts2["winner"] == facts["winner"]
-    runner = ({"default", "slow-lr"} - {facts["winner"]}).pop()
-    assert f"within the time budget, `{runner}`" in out.read_text()
+            for r in swept.records if r["setting"] == "default"]
+    assert _render(swept, [*SETTINGS, Setting("over", "too slow", seeds=(1, 2))], swept.records + over)["winner"] \
+        == winner
+    assert f"within the time budget, `{runner}`" in swept.out.read_text()
 
     # Cross-validation decides between the dev winner's recipe and a challenger: the
     # challenger wins only if it beats the stand-in for the dev winner there.
@@ -89,23 +109,21 @@ def test_sweep_caches_runs_and_report_picks_winner_on_dev(tmp_path, tiny_backbon
                              runner: {"macro_f1": other_f1, "per_class_f1": dict.fromkeys(LABELS, 0.6), "n": 99,
                                       "diff": other_f1 - base_f1, "diff_sd": 0.01}}}
 
-    facts3 = render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
-                           crossval=cv(0.70, 0.72, facts["winner"]))
-    assert facts3["winner"] == runner and facts3["dev_winner"] == facts["winner"]
-    text = out.read_text()
-    assert f"better than the dev winner `{facts['winner']}` in cross-validation" in text
+    facts = _render(swept, crossval=cv(0.70, 0.72, winner))
+    assert facts["winner"] == runner and facts["dev_winner"] == winner
+    text = swept.out.read_text()
+    assert f"better than the dev winner `{winner}` in cross-validation" in text
     assert "## Cross-validation" in text and "+0.020 ± 0.010" in text
-    for losing in (cv(0.72, 0.70, facts["winner"]), cv(0.70, 0.72, "some other setting")):
-        assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
-                             crossval=losing)["winner"] == facts["winner"]
+    assert "`stand-in` stands for" in text
+    for losing in (cv(0.72, 0.70, winner), cv(0.70, 0.72, "some other setting")):
+        assert _render(swept, crossval=losing)["winner"] == winner
 
     # The dev winner cross-validated as itself (no stand-in): a challenger that beats it there wins.
-    own = cv(0.70, 0.72, facts["winner"])
-    own["baseline"] = facts["winner"]
-    own["settings"] = {facts["winner"]: own["settings"].pop("stand-in"), **own["settings"]}
-    assert render_report(settings, records, baselines, dev, test, LABELS, out, shipped="default",
-                         crossval=own)["winner"] == runner
-    assert "stands for" not in out.read_text()
+    own = cv(0.70, 0.72, winner)
+    own["baseline"] = winner
+    own["settings"] = {winner: own["settings"].pop("stand-in"), **own["settings"]}
+    assert _render(swept, crossval=own)["winner"] == runner
+    assert "stands for" not in swept.out.read_text()
 
 
 def test_threshold_maps_low_scores_to_none_and_is_chosen_on_dev():
@@ -139,7 +157,7 @@ def test_compare_script_rejects_unknown_setting(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(root / "scripts" / "compare.py"), "--only", "nope",
                            "--out", str(tmp_path / "r.md")], capture_output=True, text=True)
     assert proc.returncode == 2
@@ -147,7 +165,7 @@ def test_compare_script_rejects_unknown_setting(tmp_path):
 
 
 def test_matching_setting_finds_the_shipped_recipe(tmp_path, tiny_backbone, tiny_data):
-    from stance.compare import matching_setting
+    from experiments.sweep import matching_setting
     from stance.config import load_config
 
     cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
@@ -167,7 +185,7 @@ def test_matching_setting_finds_the_shipped_recipe(tmp_path, tiny_backbone, tiny
 
 
 def test_matching_setting_reads_precision_as_the_run_used_it(tmp_path, tiny_backbone, tiny_data, monkeypatch):
-    from stance.compare import matching_setting
+    from experiments.sweep import matching_setting
     from stance.config import load_config
 
     cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
@@ -186,9 +204,7 @@ def test_matching_setting_reads_precision_as_the_run_used_it(tmp_path, tiny_back
 
 
 def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, tiny_backbone, tiny_data):
-    import pytest
-
-    from stance.compare import adopt_model
+    from experiments.sweep import adopt_model
     from stance.config import load_config, save_config
     from stance.errors import StanceError
 
@@ -205,7 +221,7 @@ def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, 
 
 
 def test_paired_bootstrap_sees_a_real_difference_and_none_between_equals():
-    from stance.compare import paired_bootstrap
+    from experiments.summaries import paired_bootstrap
     from stance.data import LabeledData
 
     labels = ["accuse", "deny", "support", "none"]

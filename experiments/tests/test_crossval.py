@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stance.compare import Setting
-from stance.crossval import fold_settings, paired_diff, run_crossval, story_folds
+from experiments.crossval import fold_settings, paired_diff, run_crossval, story_folds
+from experiments.settings import Setting
 from stance.errors import StanceError
-from tests.conftest import make_rows, tiny_config_dict, write_jsonl
+from stance.testing import make_rows, tiny_config_dict, write_jsonl
 
 
 def test_story_folds_keep_stories_whole_and_balance_rows():

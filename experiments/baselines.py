@@ -1,0 +1,56 @@
+"""The baselines the transformer recipes are measured against: a keyword rule and TF-IDF + LR.
+
+Trained afresh on every render (minutes, not hours), so their speed columns are this
+machine's at that moment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from stance.data import LabeledData
+from stance.metrics import compute_metrics
+
+
+def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, labels: list[str],
+                  fractions: Sequence[float], seed: int = 42,
+                  curve_train: LabeledData | None = None) -> dict[str, Any]:
+    """Keyword rule and TF-IDF + LR on dev/test, plus TF-IDF learning-curve points.
+
+    The curve takes fractions of ``curve_train`` (default: ``train``) and is
+    keyed by share of its rows; TF-IDF on all of ``train`` sits at
+    ``len(train) / len(curve_train)``, so a larger shipped train shows as a
+    point past 100%.
+    """
+    if curve_train is None:
+        curve_train = train
+    from stance.baselines import keyword_rule, tfidf_logreg
+    from stance.train import subsample
+
+    out: dict[str, Any] = {}
+    for name, predict in (("keyword rule", lambda texts: [keyword_rule(t) for t in texts]),):
+        t0 = time.perf_counter()
+        out[name] = {"test": compute_metrics(test.labels, predict(test.texts), labels)}
+        out[name]["sentences_per_second"] = len(test) / (time.perf_counter() - t0)
+        out[name]["dev"] = compute_metrics(dev.labels, predict(dev.texts), labels)
+    t0 = time.perf_counter()
+    pipe, chosen = tfidf_logreg(train.texts, train.labels, dev.texts, dev.labels, labels)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    test_pred = list(pipe.predict(test.texts))
+    out["tfidf+logreg"] = {
+        "test": compute_metrics(test.labels, test_pred, labels),
+        "sentences_per_second": len(test) / (time.perf_counter() - t0),
+        "dev": compute_metrics(dev.labels, list(pipe.predict(dev.texts)), labels),
+        "train_seconds": fit_s, "settings": chosen,
+    }
+    curve = {}
+    for f in [*fractions, *([1.0] if len(curve_train) != len(train) else [])]:
+        sub = subsample(curve_train, f, seed)
+        p, _ = tfidf_logreg(sub.texts, sub.labels, dev.texts, dev.labels, labels)
+        curve[f] = compute_metrics(test.labels, list(p.predict(test.texts)), labels)["macro_f1"]
+    curve[round(len(train) / len(curve_train), 2)] = out["tfidf+logreg"]["test"]["macro_f1"]
+    out["tfidf_curve"] = curve
+    return out
