@@ -1,5 +1,6 @@
 """The shipped corpus keeps its invariants: valid rows, no leakage between splits."""
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -12,11 +13,23 @@ from stance.data import read_labeled
 DATA = Path(__file__).parents[1] / "data"
 SPLITS = ("train", "dev", "test")
 FIELDS = {"id", "text", "label", "source", "doc_id", "confidence"}
+# Every number ever reported was measured on these bytes: a held-out file that changes,
+# even by reordering or re-serialising its rows, breaks comparability with all of them.
+HELD_OUT_SHA256 = {
+    "dev.jsonl": "8a71cc805ead1b7a2430fdbdda7cca932bc9197adfcfa7b3459fcb4298237c92",
+    "test.jsonl": "b5fde9aedcf468e4fe444e2d918760dc5de557f4d60a517819567ec3e4ca4ea3",
+    "test_polnear.jsonl": "ab5f38a0c298bf368d0730df14d98c479f7834ba2c9d1d5f1a4a0535b95c216b",
+}
 
 
 @pytest.fixture(scope="module")
 def rows():
     return {s: [json.loads(x) for x in (DATA / f"{s}.jsonl").read_text().splitlines()] for s in SPLITS}
+
+
+def test_dev_and_test_keep_their_exact_bytes():
+    assert {name: hashlib.sha256((DATA / name).read_bytes()).hexdigest() for name in HELD_OUT_SHA256} \
+        == HELD_OUT_SHA256
 
 
 def test_rows_are_complete_and_valid(rows):
