@@ -15,7 +15,7 @@ round 2 is chosen by the model instead (uncertainty / disagreement sampling):
 
 The model's prediction and score are kept in the candidates file for analysis;
 annotators see only id, source and text, as in round 1.  The rows go to
-train only (data/train_<round>.jsonl, via build_corpus.py --round <round> extend).
+train only (data/train/<round>.jsonl, via build_corpus.py --round <round> extend).
 Every sentence an earlier round drew is left out of the pool, so rounds never overlap.
 
 Round 2 (model: round-1 train only):
@@ -73,24 +73,20 @@ def _round_no(name: str) -> int:
 
 
 def drawn_before(current: str, data_dir: Path = ROOT / "data") -> set[str]:
-    """Normalised text of every sentence an *earlier* round drew (round 1 and roundN, N < current).
+    """Normalised text of every sentence an *earlier* round drew (roundN, N < current).
 
     Only earlier rounds, so re-running an old round's selection reproduces it
     byte for byte even after later rounds exist.
     """
-    files = [data_dir / "candidates.jsonl"] + sorted(
-        p for p in (data_dir / "annotation").glob("round*/candidates.jsonl")
-        if _round_no(p.parent.name) < _round_no(current))
+    files = sorted(p for p in (data_dir / "annotation").glob("round*/candidates.jsonl")
+                   if _round_no(p.parent.name) < _round_no(current))
     return {mine_candidates.norm(r["text"]) for f in files for r in build_corpus.read_jsonl(f)}
 
 
 def free_pool(raw: Path, current: str, data_dir: Path = ROOT / "data") -> list[dict]:
     """Unlabeled sentences whose story group is in train or unassigned."""
     groups = build_corpus.story_groups(raw)
-    split_of: dict[str, str] = {}
-    for split in ("train", "dev", "test"):
-        for r in build_corpus.read_jsonl(data_dir / f"{split}.jsonl"):
-            split_of[groups.get(r["doc_id"], r["doc_id"])] = split
+    held_out = build_corpus.held_out_groups(data_dir, groups)
     drawn = drawn_before(current, data_dir)
     rows = (mine_candidates.article_sentences(raw) + mine_candidates.emergent_rows(raw)
             + mine_candidates.cameo_rows(raw))
@@ -99,7 +95,7 @@ def free_pool(raw: Path, current: str, data_dir: Path = ROOT / "data") -> list[d
         key = mine_candidates.norm(r["text"])
         if key in drawn or key in pool or not mine_candidates.ok_len(r["text"]):
             continue
-        if split_of.get(groups.get(r["doc_id"], r["doc_id"]), "train") != "train":
+        if groups.get(r["doc_id"], r["doc_id"]) in held_out:
             continue
         pool[key] = r
     return sorted(pool.values(), key=lambda r: (r["doc_id"], r["sent_idx"], r["text"]))
@@ -132,7 +128,7 @@ def main() -> None:
     ap.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data",
-                    help="the corpus folder: the splits, candidates.jsonl and annotation/<round>/")
+                    help="the corpus folder: dev and test, and every earlier annotation/<round>/")
     args = ap.parse_args()
     quotas = dict(QUOTAS)
     for q in args.quota:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="minilm-l6")
-    ap.add_argument("--data", type=Path, default=ROOT / "data" / "train.jsonl")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "train" / "round1.jsonl")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)

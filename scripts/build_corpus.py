@@ -1,26 +1,28 @@
 """Build the labeled stance corpus from mined candidates and annotation passes.
 
-Three steps, each reproducible:
+Every round keeps its candidates, batches, labels and gold rows in
+data/annotation/<round>/ (--round, default round1) and its training rows in
+data/train/<round>.jsonl.  Each step is reproducible:
 
-  batches  split data/candidates.jsonl into annotation batches.  A random
+  batches  split the round's candidates.jsonl into annotation batches.  A random
            subset (--double per batch) is also copied, blind and shuffled,
            into the *next* batch, so those sentences get two independent
            labels from two different annotators.
   merge    read the annotators' label files, report agreement (Cohen's kappa,
            confusion between passes), apply adjudications for disagreements,
-           and write data/annotation/gold.jsonl.
-  split    split gold labels by document group into train/dev/test.
+           and write the round's gold.jsonl.
+  split    (round 1) split gold labels by story into data/train/round1.jsonl,
+           data/dev.jsonl and data/test.jsonl.
   review   (later rounds) batch the gold rows of one label for a re-read under
            one guideline rule; merge applies the reviewers' labels.
-  extend   (later rounds) write a round's gold labels to data/train_<round>.jsonl,
+  extend   (later rounds) write a round's gold labels to data/train/<round>.jsonl,
            after checking that none of its story groups is in dev or test.
 
     python scripts/build_corpus.py batches
     python scripts/build_corpus.py merge
     python scripts/build_corpus.py split
 
-Later rounds (scripts/active_round.py) keep their candidates, batches and labels
-in data/annotation/<round>/ and only ever add training rows:
+Later rounds (scripts/active_round.py) only ever add training rows:
 
     python scripts/build_corpus.py --round round2 batches --n-batches 8 --double 30
     python scripts/build_corpus.py --round round2 merge
@@ -255,6 +257,17 @@ def story_groups(raw: Path) -> dict[str, str]:
     return {d: find(d) for d in parent}
 
 
+def train_file(data_dir: Path, name: str) -> Path:
+    """Where a round's training rows live: data/train/<round>.jsonl."""
+    return data_dir / "train" / f"{name}.jsonl"
+
+
+def held_out_groups(data_dir: Path, groups: dict[str, str]) -> set[str]:
+    """The story groups of dev and test, which no training row may come from."""
+    return {groups.get(r["doc_id"], r["doc_id"]) for split in ("dev", "test")
+            for r in read_jsonl(data_dir / f"{split}.jsonl")}
+
+
 def cmd_split(args: argparse.Namespace) -> None:
     gold = read_jsonl(args.ann / "gold.jsonl")
     groups = story_groups(args.raw)
@@ -280,7 +293,8 @@ def cmd_split(args: argparse.Namespace) -> None:
         current[best].update(comp)
     for split in fractions:
         rows = sorted((r for k in keys if assign[k] == split for r in by_group[k]), key=lambda r: r["id"])
-        write_jsonl(args.data_dir / f"{split}.jsonl", [{f: r[f] for f in FIELDS} for r in rows])
+        out = train_file(args.data_dir, args.round) if split == "train" else args.data_dir / f"{split}.jsonl"
+        write_jsonl(out, [{f: r[f] for f in FIELDS} for r in rows])
         print(f"{split:5s} {len(rows):5d} " + " ".join(f"{lab}={current[split][lab]}" for lab in LABELS)
               + f"  groups={sum(v == split for v in assign.values())}")
     big = max(by_group.values(), key=len)
@@ -289,15 +303,13 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 def cmd_extend(args: argparse.Namespace) -> None:
     """A later round's gold rows, train only: refuse any whose story is in dev or test."""
-    if not args.round:
-        raise SystemExit("extend is for later rounds (--round NAME); round 1 is split with `split`")
     groups = story_groups(args.raw)
-    splits = {split: read_jsonl(args.data_dir / f"{split}.jsonl") for split in ("train", "dev", "test")}
-    held_out = {groups.get(r["doc_id"], r["doc_id"]) for split in ("dev", "test") for r in splits[split]}
-    out = args.data_dir / f"train_{args.ann.name}.jsonl"
-    # Earlier rounds' rows count as labeled too; this round's own file is about to be rewritten.
-    earlier = [p for p in sorted(args.data_dir.glob("train_*.jsonl")) if p != out]
-    labeled = {r["id"] for rows in splits.values() for r in rows} | {r["id"] for p in earlier for r in read_jsonl(p)}
+    held_out = held_out_groups(args.data_dir, groups)
+    out = train_file(args.data_dir, args.round)
+    # Other rounds' rows count as labeled too; this round's own file is about to be rewritten.
+    others = [p for p in sorted((args.data_dir / "train").glob("*.jsonl")) if p != out]
+    others += [args.data_dir / "dev.jsonl", args.data_dir / "test.jsonl"]
+    labeled = {r["id"] for p in others for r in read_jsonl(p)}
     gold = read_jsonl(args.ann / "gold.jsonl")
     leaks = [r["id"] for r in gold if groups.get(r["doc_id"], r["doc_id"]) in held_out]
     dupes = [r["id"] for r in gold if r["id"] in labeled]
@@ -311,9 +323,9 @@ def cmd_extend(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--round", default=None, help="a later annotation round (data/annotation/<round>/)")
+    ap.add_argument("--round", default="round1", help="the annotation round (data/annotation/<round>/)")
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data",
-                    help="the corpus folder: candidates.jsonl, annotation/ and the splits")
+                    help="the corpus folder: annotation/<round>/, train/<round>.jsonl, dev and test")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("batches")
     b.add_argument("--n-batches", type=int, default=8)
@@ -332,9 +344,8 @@ def main() -> None:
     ex = sub.add_parser("extend")
     ex.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     args = ap.parse_args()
-    ann = args.data_dir / "annotation"  # round 1; later rounds live in annotation/<round>
-    args.ann = ann / args.round if args.round else ann
-    args.candidates = args.ann / "candidates.jsonl" if args.round else args.data_dir / "candidates.jsonl"
+    args.ann = args.data_dir / "annotation" / args.round
+    args.candidates = args.ann / "candidates.jsonl"
     {"batches": cmd_batches, "supplement": cmd_supplement, "merge": cmd_merge, "split": cmd_split,
      "extend": cmd_extend, "review": cmd_review}[args.cmd](args)
 

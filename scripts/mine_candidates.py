@@ -20,7 +20,7 @@ real articles:
 Original dataset labels are kept in `orig_label` for the data card but are
 never shown to annotators and never used as labels.
 
-    python scripts/mine_candidates.py --raw ../shared/data/raw --out data/candidates.jsonl
+    python scripts/mine_candidates.py --raw ../shared/data/raw --out data/annotation/round1/candidates.jsonl
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def mine(raw: Path, seed: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--raw", type=Path, default=Path("../shared/data/raw"))
-    ap.add_argument("--out", type=Path, default=Path("data/candidates.jsonl"))
+    ap.add_argument("--out", type=Path, default=Path("data/annotation/round1/candidates.jsonl"))
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
     rows = mine(args.raw, args.seed)

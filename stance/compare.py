@@ -51,14 +51,14 @@ class Setting:
 # that adding training rows later (a second annotation round) leaves every
 # cached run reproducible.  The round-2 setting then measures what the new
 # rows add, with the default recipe.
-ROUND1_TRAIN = "data/train.jsonl"
+ROUND1_TRAIN = "data/train/round1.jsonl"
 ROUND1 = f"data.train={ROUND1_TRAIN}"
-ROUNDS_1_2 = f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl]"
-ROUNDS_1_3 = f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl, data/train_round3.jsonl]"
-ROUNDS_1_4 = (f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl, data/train_round3.jsonl, "
-              "data/train_round4.jsonl]")
-ROUNDS_1_5 = (f"data.train=[{ROUND1_TRAIN}, data/train_round2.jsonl, data/train_round3.jsonl, "
-              "data/train_round4.jsonl, data/train_round5.jsonl]")
+ROUNDS_1_2 = f"data.train=[{ROUND1_TRAIN}, data/train/round2.jsonl]"
+ROUNDS_1_3 = f"data.train=[{ROUND1_TRAIN}, data/train/round2.jsonl, data/train/round3.jsonl]"
+ROUNDS_1_4 = (f"data.train=[{ROUND1_TRAIN}, data/train/round2.jsonl, data/train/round3.jsonl, "
+              "data/train/round4.jsonl]")
+ROUNDS_1_5 = (f"data.train=[{ROUND1_TRAIN}, data/train/round2.jsonl, data/train/round3.jsonl, "
+              "data/train/round4.jsonl, data/train/round5.jsonl]")
 # Every setting measured before train.precision existed ran in fp32, pinned so that it
 # reruns as measured; the bf16 settings ask for bfloat16 explicitly.
 FP32 = "train.precision=fp32"

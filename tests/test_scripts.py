@@ -199,11 +199,11 @@ def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(t
         cands.append({"id": f"c{i:02d}", "text": r["text"], "source": doc.split("-")[0], "doc_id": doc, "sent_idx": 0,
                       "orig_label": None, "stratum": "random", "cues": []})
         truth[f"c{i:02d}"] = "skip" if i == 23 else r["label"]
-    data.mkdir()
-    write_jsonl(data / "candidates.jsonl", cands)
+    ann = data / "annotation" / "round1"  # round 1 is a round like the others, and the default
+    ann.mkdir(parents=True)
+    write_jsonl(ann / "candidates.jsonl", cands)
 
     proc = run_script("build_corpus.py", "--data-dir", data, "batches", "--n-batches", 2, "--double", 3)
-    ann = data / "annotation"
     batches = {b: read_rows(ann / "batches" / f"batch_{b:02d}.jsonl") for b in (0, 1)}
     assert [len(rows) for rows in batches.values()] == [15, 15] and "batch_01: 15 items (12 own + 3 second-pass)" \
         in proc.stdout
@@ -229,7 +229,10 @@ def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(t
     assert all(g["label"] == truth[i] for i, g in gold.items())  # the first pass stands until adjudicated
 
     run_script("build_corpus.py", "--data-dir", data, "split", "--raw", raw)
-    splits = {s: read_rows(data / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    splits = {s: read_rows(data / f"{s}.jsonl") for s in ("dev", "test")} | {"train": read_rows(
+        data / "train" / "round1.jsonl")}
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*.jsonl") if "annotation" not in p.parts) \
+        == ["dev.jsonl", "test.jsonl", "train/round1.jsonl"]
     assert sorted(r["id"] for rows in splits.values() for r in rows) == sorted(gold)
     assert all(set(r) == {"id", "text", "label", "source", "doc_id", "confidence"} for rows in splits.values()
                for r in rows)
@@ -240,16 +243,17 @@ def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(t
     held_out = next(s for s in ("dev", "test") if splits[s] and s not in story_split)
     new = {"id": "n1", "text": "The council blamed the company for the floods.", "label": "accuse",
            "source": "bbc", "doc_id": "bbc-politics-900", "confidence": "high"}
-    (ann / "round2").mkdir()
-    write_jsonl(ann / "round2" / "gold.jsonl", [new])
+    round2 = data / "annotation" / "round2"
+    round2.mkdir()
+    write_jsonl(round2 / "gold.jsonl", [new])
     proc = run_script("build_corpus.py", "--data-dir", data, "--round", "round2", "extend", "--raw", raw)
-    assert read_rows(data / "train_round2.jsonl") == [new] and "1 rows -> " in proc.stdout
-    write_jsonl(ann / "round2" / "gold.jsonl", [new, {**new, "id": "n2", "doc_id": splits[held_out][0]["doc_id"]}])
+    assert read_rows(data / "train" / "round2.jsonl") == [new] and "1 rows -> " in proc.stdout
+    write_jsonl(round2 / "gold.jsonl", [new, {**new, "id": "n2", "doc_id": splits[held_out][0]["doc_id"]}])
     refused = subprocess.run([sys.executable, "scripts/build_corpus.py", "--data-dir", str(data), "--round", "round2",
                               "extend", "--raw", str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert refused.returncode == 1 and "1 rows from dev/test stories (e.g. ['n2'])" in refused.stderr
-    assert read_rows(data / "train_round2.jsonl") == [new]
+    assert read_rows(data / "train" / "round2.jsonl") == [new]
 
 
 def test_active_round_scores_the_unlabeled_pool_outside_dev_test_and_earlier_rounds(tmp_path, trained_model):
@@ -264,13 +268,13 @@ def test_active_round_scores_the_unlabeled_pool_outside_dev_test_and_earlier_rou
         return {"id": doc_id, "text": text, "label": "none", "source": "x", "doc_id": doc_id, "confidence": "high"}
 
     # The soldier story is in dev, so none of its sentences may be drawn; train stories may be.
-    data.mkdir()
-    write_jsonl(data / "train.jsonl", [row("bbc-politics-002")])
+    (data / "train").mkdir(parents=True)
+    write_jsonl(data / "train" / "round1.jsonl", [row("bbc-politics-002")])
     write_jsonl(data / "dev.jsonl", [row("fnc1-body-2")])
     write_jsonl(data / "test.jsonl", [row("rumoureval-thread-t1")])
     # Drawn by round 1 and round 2: left out of round 3.  Drawn by round 4 only: still in the pool.
-    write_jsonl(data / "candidates.jsonl", [row("r1", "Blair denied claims that he misled parliament over the war.")])
-    for rnd, text in (("round2", "The company announced record profits for the third quarter this year."),
+    for rnd, text in (("round1", "Blair denied claims that he misled parliament over the war."),
+                      ("round2", "The company announced record profits for the third quarter this year."),
                       ("round4", "Ministers met union leaders in London on Tuesday afternoon.")):
         (data / "annotation" / rnd).mkdir(parents=True)
         write_jsonl(data / "annotation" / rnd / "candidates.jsonl", [row(rnd, text)])
