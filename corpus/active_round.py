@@ -1,12 +1,12 @@
 """Later annotation rounds: pick the unlabeled sentences the current model finds hardest.
 
-The cue-word strata of round 1 (scripts/mine_candidates.py) used up every
+The cue-word strata of round 1 (corpus/mine_candidates.py) used up every
 sentence with a stance cue word, and the learning curve was still rising, so
 round 2 is chosen by the model instead (uncertainty / disagreement sampling):
 
   pool      every article sentence and headline of the raw sources that round 1
             did not draw, that is 6-80 words long, and whose story group
-            (scripts/build_corpus.py:story_groups) lies in train or in no split,
+            (corpus/build_corpus.py:story_groups) lies in train or in no split,
             so dev and test stay untouched and no story crosses splits
   strata    active_accuse / active_deny / active_support: a seeded random draw
             of the sentences the model labels as that stance (its false
@@ -52,15 +52,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
+from corpus import build_corpus, mine_candidates
+from corpus.jsonl import read_jsonl, write_jsonl
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-import build_corpus  # noqa: E402
-import mine_candidates  # noqa: E402
 
 # How many sentences each stratum contributes.  Support is the scarcest label
 # (481 of 7,192 in round 1), so every support prediction is taken.
@@ -80,7 +78,7 @@ def drawn_before(current: str, data_dir: Path = ROOT / "data") -> set[str]:
     """
     files = sorted(p for p in (data_dir / "annotation").glob("round*/candidates.jsonl")
                    if _round_no(p.parent.name) < _round_no(current))
-    return {mine_candidates.norm(r["text"]) for f in files for r in build_corpus.read_jsonl(f)}
+    return {mine_candidates.norm(r["text"]) for f in files for r in read_jsonl(f)}
 
 
 def free_pool(raw: Path, current: str, data_dir: Path = ROOT / "data") -> list[dict]:
@@ -148,11 +146,8 @@ def main() -> None:
     out = [{"id": mine_candidates.sid(r["source"], r["text"]), **r, "cues": mine_candidates.cue_kinds(r["text"])}
            for r in rows]
     out.sort(key=lambda r: r["id"])
-    build_corpus.write_jsonl(out_path, out)
+    write_jsonl(out_path, out)
     print(f"{len(out)} candidates -> {out_path}")
     for k, v in sorted(Counter(r["stratum"] for r in out).items()):
         print(f"  {k:18s} {v}")
 
-
-if __name__ == "__main__":
-    main()

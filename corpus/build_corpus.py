@@ -34,29 +34,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
+from corpus.jsonl import read_jsonl, write_jsonl
+from stance.baselines import keyword_rule
+from stance.errors import StanceError
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
 LABELS = ["accuse", "deny", "support", "none"]
 FIELDS = ["id", "text", "label", "source", "doc_id", "confidence"]  # the columns of the shipped splits
-from stance.baselines import keyword_rule  # noqa: E402
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
 def cmd_supplement(args: argparse.Namespace) -> None:
@@ -98,7 +85,9 @@ def load_passes(ann: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     for path in sorted((ann / "labels").glob("batch_*.jsonl")):
         b = int(path.stem.split("_")[1])
         for r in read_jsonl(path):
-            assert r["label"] in LABELS + ["skip"] and r["confidence"] in ("high", "low"), (path, r)
+            if r.get("label") not in LABELS + ["skip"] or r.get("confidence") not in ("high", "low"):
+                raise StanceError(f"{path}: {r.get('id')}: label {r.get('label')!r}, confidence "
+                                  f"{r.get('confidence')!r} (labels: {', '.join(LABELS)}, skip; confidence: high, low)")
             (first if assignment[r["id"]] == b else second)[r["id"]] = {**r, "annotator": f"A{b}"}
     missing = set(assignment) - set(first)
     if missing:
@@ -349,6 +338,3 @@ def main() -> None:
     {"batches": cmd_batches, "supplement": cmd_supplement, "merge": cmd_merge, "split": cmd_split,
      "extend": cmd_extend, "review": cmd_review}[args.cmd](args)
 
-
-if __name__ == "__main__":
-    main()

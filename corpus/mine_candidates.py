@@ -30,12 +30,11 @@ import csv
 import hashlib
 import json
 import random
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stance.baselines import cue_kinds  # noqa: E402
-from stance.sentences import split_sentences  # noqa: E402
+from corpus.jsonl import write_jsonl
+from stance.baselines import cue_kinds
+from stance.sentences import split_sentences
 
 csv.field_size_limit(10**9)
 
@@ -198,10 +197,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
     rows = mine(args.raw, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_jsonl(args.out, rows)
     from collections import Counter
 
     print(f"{len(rows)} candidates -> {args.out}")
@@ -210,6 +206,3 @@ def main() -> None:
     for k, v in sorted(Counter(r["source"] for r in rows).items()):
         print(f"  source {k:19s} {v}")
 
-
-if __name__ == "__main__":
-    main()

@@ -22,20 +22,15 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 import random
 from pathlib import Path
 
+from corpus.build_corpus import FIELDS, LABELS
+from corpus.jsonl import read_jsonl, write_jsonl
 from stance.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT.parent / "shared" / "data" / "raw" / "polnear"
-FIELDS = ["id", "text", "label", "source", "doc_id", "confidence"]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def publishers(raw: Path) -> dict[str, str]:
@@ -66,11 +61,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_finalize(args: argparse.Namespace) -> None:
-    cands = {r["id"]: r for r in map(json.loads, (args.ann / "candidates.jsonl").open(encoding="utf-8"))}
-    gold = [json.loads(line) for line in (args.ann / "gold.jsonl").open(encoding="utf-8")]
+    cands = {r["id"]: r for r in read_jsonl(args.ann / "candidates.jsonl")}
+    gold = read_jsonl(args.ann / "gold.jsonl")
     rows = [{**{f: g[f] for f in FIELDS}, "publisher": cands[g["id"]]["publisher"]} for g in gold]
     write_jsonl(args.out, sorted(rows, key=lambda r: r["id"]))
-    counts = {lab: sum(r["label"] == lab for r in rows) for lab in ("accuse", "deny", "support", "none")}
+    counts = {lab: sum(r["label"] == lab for r in rows) for lab in LABELS}
     print(f"{len(rows)} rows -> {args.out}: {counts}")
 
 
@@ -88,6 +83,3 @@ def main() -> None:
     args.out = args.data_dir / "test_polnear.jsonl"
     {"sample": cmd_sample, "finalize": cmd_finalize}[args.cmd](args)
 
-
-if __name__ == "__main__":
-    main()

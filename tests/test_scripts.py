@@ -303,3 +303,96 @@ def test_fault_drill_kills_train_and_predict_and_everything_survives(tmp_path):
     assert len(table) == 5, proc.stdout
     assert all("| yes |" in row and "| none |" in row and "completed" in row for row in table), proc.stdout
     assert "rows equal to uninterrupted" in table[-1]
+
+
+def test_no_script_or_corpus_module_edits_sys_path():
+    # scripts/compare.py is on its way into the experiments package (issue 19) and is checked there.
+    files = [p for d in ("scripts", "corpus") for p in sorted((ROOT / d).glob("*.py")) if p.name != "compare.py"]
+    assert len(files) > 10 and [p.name for p in files if "sys.path" in p.read_text(encoding="utf-8")] == []
+
+
+def test_the_corpus_package_is_installed_beside_stance():
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    # What `pip install .` installs: setuptools expands packages.find into this list.
+    packages = read_configuration(ROOT / "pyproject.toml")["tool"]["setuptools"]["packages"]
+    assert {"stance", "corpus"} <= set(packages)
+
+
+def test_the_corpus_tools_read_and_write_jsonl_through_one_helper():
+    import ast
+    import importlib
+
+    from corpus import jsonl
+
+    defined = {p.name: [n.name for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                        if isinstance(n, ast.FunctionDef) and "jsonl" in n.name]
+               for p in sorted((ROOT / "corpus").glob("*.py"))}
+    assert {name: fns for name, fns in defined.items() if fns} == {"jsonl.py": ["read_jsonl", "write_jsonl"]}
+    for tool in ("build_corpus", "active_round", "polnear_test", "mine_candidates"):
+        module = importlib.import_module(f"corpus.{tool}")
+        assert getattr(module, "write_jsonl", jsonl.write_jsonl) is jsonl.write_jsonl, tool
+
+
+def run_failing_script(name: str, *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"scripts/{name}", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_broken_label_line_is_one_error_line_naming_the_file_and_line(tmp_path):
+    ann = tmp_path / "data" / "annotation" / "round1"
+    cands = [{"id": f"c{i}", "text": r["text"], "source": "bbc", "doc_id": f"bbc-politics-{i:03d}",
+              "orig_label": None, "stratum": "random"} for i, r in enumerate(make_rows(2, 5))]
+    ann.mkdir(parents=True)
+    write_jsonl(ann / "candidates.jsonl", cands)
+    (ann / "assignment.json").write_text(json.dumps({"c0": 0, "c1": 0}))
+    (ann / "labels").mkdir()
+    # An annotator's file cut off in the middle of its second row.
+    (ann / "labels" / "batch_00.jsonl").write_text('{"id": "c0", "label": "none", "confidence": "high"}\n'
+                                                   '{"id": "c1", "label": "de\n', encoding="utf-8")
+    proc = run_failing_script("build_corpus.py", "--data-dir", tmp_path / "data", "merge")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "Traceback" not in err and "\n" not in err, err
+    assert err.startswith(f"error: {ann / 'labels' / 'batch_00.jsonl'}:2: "), err
+    assert not (ann / "gold.jsonl").exists()
+
+
+def test_a_label_outside_the_label_set_is_one_error_line_naming_the_file_and_row(tmp_path):
+    ann = tmp_path / "data" / "annotation" / "round1"
+    ann.mkdir(parents=True)
+    write_jsonl(ann / "candidates.jsonl", [{"id": "c0", "text": "Blair denied it.", "source": "bbc",
+                                            "doc_id": "bbc-politics-001", "orig_label": None, "stratum": "random"}])
+    (ann / "assignment.json").write_text(json.dumps({"c0": 0}))
+    (ann / "labels").mkdir()
+    write_jsonl(ann / "labels" / "batch_00.jsonl", [{"id": "c0", "label": "acuse", "confidence": "high"}])
+    proc = run_failing_script("build_corpus.py", "--data-dir", tmp_path / "data", "merge")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "Traceback" not in err and "\n" not in err, err
+    assert err.startswith(f"error: {ann / 'labels' / 'batch_00.jsonl'}: c0: label 'acuse'"), err
+
+
+def test_a_round_with_no_folder_is_one_error_line_naming_the_missing_file(tmp_path):
+    proc = run_failing_script("build_corpus.py", "--data-dir", tmp_path, "--round", "round9", "merge")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == f"error: {tmp_path / 'annotation' / 'round9' / 'candidates.jsonl'}: no such file\n"
+
+
+def test_polnear_test_samples_articles_and_finalizes_the_merged_labels(tmp_path):
+    raw, data = tmp_path / "polnear", tmp_path / "data"
+    (raw / "dev" / "text").mkdir(parents=True)
+    (raw / "metadata.tsv").write_text("filename\tpublisher\na1\tnyt\n", encoding="utf-8")
+    (raw / "dev" / "text" / "a1.txt").write_text("Trump denied the report on Monday. Clinton accused him of lying. "
+                                                 "The rally began at noon.\n", encoding="utf-8")
+    (raw / "dev" / "text" / "b2.txt").write_text("Voters queued for hours in the rain.\n", encoding="utf-8")
+    proc = run_script("polnear_test.py", "--raw", raw, "--data-dir", data, "sample", "--n", 3)
+    ann = data / "annotation" / "polnear_test"
+    cands = read_rows(ann / "candidates.jsonl")
+    assert len(cands) == 3 and "3 of 4 sentences from 2 articles" in proc.stdout
+    assert all(r["publisher"] == ("nyt" if r["doc_id"] == "a1" else "unknown") for r in cands)
+    assert [(r["doc_id"], r["start"]) for r in cands] == sorted((r["doc_id"], r["start"]) for r in cands)
+    write_jsonl(ann / "gold.jsonl", [{"id": r["id"], "text": r["text"], "label": "none", "source": r["source"],
+                                      "doc_id": r["doc_id"], "confidence": "high"} for r in cands])
+    run_script("polnear_test.py", "--raw", raw, "--data-dir", data, "finalize")
+    rows = read_rows(data / "test_polnear.jsonl")
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in cands)
+    assert all(set(r) == {"id", "text", "label", "source", "doc_id", "confidence", "publisher"} for r in rows)
