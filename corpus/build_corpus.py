@@ -101,14 +101,8 @@ def cohen_kappa(a: list[str], b: list[str]) -> float:
     return float(cohen_kappa_score(a, b))
 
 
-def cmd_merge(args: argparse.Namespace) -> None:
-    ann = args.ann
-    cands = {r["id"]: r for r in read_jsonl(args.candidates)}
-    first, second = load_passes(ann)
-    adjud_path = ann / "adjudication.jsonl"
-    adjud = {r["id"]: r for r in read_jsonl(adjud_path)} if adjud_path.exists() else {}
-
-    # Agreement on the double-labeled subset.
+def pass_agreement(first: dict[str, dict], second: dict[str, dict]) -> dict:
+    """Agreement between the two passes on the double-labeled items (second holds only those)."""
     ids = sorted(second)
     a = [first[i]["label"] for i in ids]
     b = [second[i]["label"] for i in ids]
@@ -116,15 +110,26 @@ def cmd_merge(args: argparse.Namespace) -> None:
     conf = {x: Counter() for x in labs}
     for x, y in zip(a, b):
         conf[x][y] += 1
-    report = {
+    stance_ids = [i for i in ids if "skip" not in (first[i]["label"], second[i]["label"])]
+    return {
         "n_double": len(ids),
         "raw_agreement": sum(x == y for x, y in zip(a, b)) / len(ids),
         "cohen_kappa": cohen_kappa(a, b),
         "confusion_first_vs_second": {x: {y: conf[x][y] for y in labs} for x in labs},
+        "cohen_kappa_excluding_skip": cohen_kappa([first[i]["label"] for i in stance_ids],
+                                                  [second[i]["label"] for i in stance_ids]),
     }
-    stance_ids = [i for i in ids if "skip" not in (first[i]["label"], second[i]["label"])]
-    report["cohen_kappa_excluding_skip"] = cohen_kappa([first[i]["label"] for i in stance_ids],
-                                                       [second[i]["label"] for i in stance_ids])
+
+
+def cmd_merge(args: argparse.Namespace) -> None:
+    ann = args.ann
+    cands = {r["id"]: r for r in read_jsonl(args.candidates)}
+    first, second = load_passes(ann)
+    adjud_path = ann / "adjudication.jsonl"
+    adjud = {r["id"]: r for r in read_jsonl(adjud_path)} if adjud_path.exists() else {}
+
+    report = pass_agreement(first, second)
+    ids = sorted(second)
     disagreements = [i for i in ids if first[i]["label"] != second[i]["label"]]
     write_jsonl(ann / "disagreements.jsonl", [
         {"id": i, "text": cands[i]["text"], "source": cands[i]["source"],
