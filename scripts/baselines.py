@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from stance.baselines import keyword_rule, tfidf_logreg
+from stance.config import load_config
+from stance.data import read_labeled
+from stance.metrics import compute_metrics
 
-from stance.baselines import keyword_rule, tfidf_logreg  # noqa: E402
-from stance.config import load_config  # noqa: E402
-from stance.data import read_labeled  # noqa: E402
-from stance.metrics import compute_metrics  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

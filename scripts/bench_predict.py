@@ -29,11 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from stance.backends import BACKENDS, ONNX_FILES
+from stance.sentences import split_sentences
 
-from stance.backends import BACKENDS, ONNX_FILES  # noqa: E402
-from stance.sentences import split_sentences  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PIPELINE = """
 import json, sys

@@ -23,13 +23,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="minilm-l6")
-    ap.add_argument("--data", type=Path, default=ROOT / "data" / "train.jsonl")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "train" / "round1.jsonl")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -39,7 +38,7 @@ def main() -> int:
     import torch
 
     from stance.modeling import load_backbone
-    from stance.train import _cpu_has_native_bf16, resolve_precision
+    from stance.trainer import cpu_has_native_bf16, resolve_precision
 
     rows = [json.loads(line) for line in args.data.open(encoding="utf-8") if line.strip()]
     rng = random.Random(args.seed)
@@ -67,7 +66,7 @@ def main() -> int:
             if i >= args.warmup:
                 times[precision].append(time.perf_counter() - t0)
     fp32, bf16 = (statistics.median(times[p]) for p in ("fp32", "bf16"))
-    print(f"threads {torch.get_num_threads()}; native bf16 on this CPU: {_cpu_has_native_bf16()} "
+    print(f"threads {torch.get_num_threads()}; native bf16 on this CPU: {cpu_has_native_bf16()} "
           f"(train.precision=auto -> {resolve_precision('auto')})")
     print(f"fp32 {fp32:.3f} s/step, bf16 {bf16:.3f} s/step (median of {args.steps}, batch {args.batch_size})")
     print(f"ratio fp32/bf16: {fp32 / bf16:.2f}x")

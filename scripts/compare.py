@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _raw_story_groups(raw: Path) -> dict[str, str]:
     if not raw.is_dir():
         raise StanceError(f"{raw}: raw sources not found (needed once for the story groups); pass --raw")
-    import build_corpus  # beside this script: the story union-find the splits were made with
+    from corpus import build_corpus  # the story union-find the splits were made with
 
     return build_corpus.story_groups(raw)
 

@@ -43,7 +43,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     # One file, or a list whose rows are concatenated (e.g. the shipped corpus plus your own).
-    train: str | list[str] = "data/train.jsonl"
+    train: str | list[str] = "data/train/round1.jsonl"
     dev: str | None = "data/dev.jsonl"
     test: str | None = "data/test.jsonl"
     # More held-out test sets (other outlets, years, topics), each reported beside test under

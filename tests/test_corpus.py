@@ -1,5 +1,6 @@
 """The shipped corpus keeps its invariants: valid rows, no leakage between splits."""
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -9,20 +10,54 @@ import pytest
 from stance.config import load_config
 from stance.data import read_labeled
 
-DATA = Path(__file__).parents[1] / "data"
+ROOT = Path(__file__).parents[1]
+DATA = ROOT / "data"
 SPLITS = ("train", "dev", "test")
+# Round 1 made all three splits; every later round only adds a data/train/roundN.jsonl.
+SPLIT_FILES = {"train": DATA / "train" / "round1.jsonl", "dev": DATA / "dev.jsonl", "test": DATA / "test.jsonl"}
 FIELDS = {"id", "text", "label", "source", "doc_id", "confidence"}
+# Every number ever reported was measured on these bytes: a held-out file that changes,
+# even by reordering or re-serialising its rows, breaks comparability with all of them.
+HELD_OUT_SHA256 = {
+    "dev.jsonl": "8a71cc805ead1b7a2430fdbdda7cca932bc9197adfcfa7b3459fcb4298237c92",
+    "test.jsonl": "b5fde9aedcf468e4fe444e2d918760dc5de557f4d60a517819567ec3e4ca4ea3",
+    "test_polnear.jsonl": "ab5f38a0c298bf368d0730df14d98c479f7834ba2c9d1d5f1a4a0535b95c216b",
+}
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return {s: [json.loads(x) for x in (DATA / f"{s}.jsonl").read_text().splitlines()] for s in SPLITS}
+    return {s: [json.loads(x) for x in SPLIT_FILES[s].read_text().splitlines()] for s in SPLITS}
+
+
+def test_dev_and_test_keep_their_exact_bytes():
+    assert {name: hashlib.sha256((DATA / name).read_bytes()).hexdigest() for name in HELD_OUT_SHA256} \
+        == HELD_OUT_SHA256
+
+
+def test_every_round_is_a_folder_of_annotation_and_a_file_of_training_rows():
+    rounds = sorted(p.stem for p in (DATA / "train").glob("*.jsonl"))
+    assert rounds == [f"round{n}" for n in range(1, 6)]
+    for name in rounds:
+        ann = DATA / "annotation" / name
+        assert (ann / "candidates.jsonl").is_file() and (ann / "gold.jsonl").is_file() and (ann / "labels").is_dir()
+    # Nothing of a round is left beside the rounds' folders.
+    assert sorted(p.name for p in (DATA / "annotation").iterdir()) == ["polnear_test", *rounds]
+    assert sorted(p.name for p in DATA.glob("*.jsonl")) == sorted(HELD_OUT_SHA256)
+
+
+def test_the_default_recipe_trains_on_every_round_and_the_bare_default_on_round_1():
+    from stance.config import DataConfig
+
+    assert load_config(ROOT / "configs" / "base.yaml").data.train == [
+        f"data/train/{p.name}" for p in sorted((DATA / "train").glob("*.jsonl"))]
+    assert DataConfig().train == "data/train/round1.jsonl" and (ROOT / DataConfig().train).is_file()
 
 
 def test_rows_are_complete_and_valid(rows):
-    labels = load_config(Path(__file__).parents[1] / "configs" / "base.yaml").labels
+    labels = load_config(ROOT / "configs" / "base.yaml").labels
     for split in SPLITS:
-        read_labeled(DATA / f"{split}.jsonl", labels)  # raises on any bad row
+        read_labeled(SPLIT_FILES[split], labels)  # raises on any bad row
         for r in rows[split]:
             assert set(r) == FIELDS and r["confidence"] in ("high", "low") and r["doc_id"]
 
@@ -50,26 +85,26 @@ def test_sizes(rows):
 
 
 def test_every_gold_label_has_an_annotation():
-    ann = DATA / "annotation"
+    ann = DATA / "annotation" / "round1"
     labeled = set()
     for p in (ann / "labels").glob("batch_*.jsonl"):
         labeled.update(json.loads(x)["id"] for x in p.read_text().splitlines())
     for split in SPLITS:
-        for line in (DATA / f"{split}.jsonl").read_text().splitlines():
+        for line in SPLIT_FILES[split].read_text().splitlines():
             assert json.loads(line)["id"] in labeled
 
 
 def test_later_rounds_add_train_rows_only(rows):
-    """train_roundN.jsonl: valid rows, each annotated in its round, none in dev/test or any other file."""
-    labels = load_config(Path(__file__).parents[1] / "configs" / "base.yaml").labels
+    """train/roundN.jsonl (N > 1): valid rows, each annotated in its round, none in dev/test or any other file."""
+    labels = load_config(ROOT / "configs" / "base.yaml").labels
     held_docs = {r["doc_id"] for s in ("dev", "test") for r in rows[s]}
     held_texts = {" ".join(r["text"].lower().split()) for s in ("dev", "test") for r in rows[s]}
     seen_ids = {r["id"] for s in SPLITS for r in rows[s]}
-    files = sorted(DATA.glob("train_round*.jsonl"))
+    files = [f for f in sorted((DATA / "train").glob("round*.jsonl")) if f != SPLIT_FILES["train"]]
     assert files
     for f in files:
         read_labeled(f, labels)  # raises on any bad row
-        ann = DATA / "annotation" / f.stem.removeprefix("train_") / "labels"
+        ann = DATA / "annotation" / f.stem / "labels"
         labeled = {json.loads(x)["id"] for p in ann.glob("*.jsonl") for x in p.read_text().splitlines()}
         for line in f.read_text().splitlines():
             r = json.loads(line)

@@ -200,11 +200,11 @@ def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(t
         cands.append({"id": f"c{i:02d}", "text": r["text"], "source": doc.split("-")[0], "doc_id": doc, "sent_idx": 0,
                       "orig_label": None, "stratum": "random", "cues": []})
         truth[f"c{i:02d}"] = "skip" if i == 23 else r["label"]
-    data.mkdir()
-    write_jsonl(data / "candidates.jsonl", cands)
+    ann = data / "annotation" / "round1"  # round 1 is a round like the others, and the default
+    ann.mkdir(parents=True)
+    write_jsonl(ann / "candidates.jsonl", cands)
 
     proc = run_script("build_corpus.py", "--data-dir", data, "batches", "--n-batches", 2, "--double", 3)
-    ann = data / "annotation"
     batches = {b: read_rows(ann / "batches" / f"batch_{b:02d}.jsonl") for b in (0, 1)}
     assert [len(rows) for rows in batches.values()] == [15, 15] and "batch_01: 15 items (12 own + 3 second-pass)" \
         in proc.stdout
@@ -230,7 +230,10 @@ def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(t
     assert all(g["label"] == truth[i] for i, g in gold.items())  # the first pass stands until adjudicated
 
     run_script("build_corpus.py", "--data-dir", data, "split", "--raw", raw)
-    splits = {s: read_rows(data / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    splits = {s: read_rows(data / f"{s}.jsonl") for s in ("dev", "test")} | {"train": read_rows(
+        data / "train" / "round1.jsonl")}
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*.jsonl") if "annotation" not in p.parts) \
+        == ["dev.jsonl", "test.jsonl", "train/round1.jsonl"]
     assert sorted(r["id"] for rows in splits.values() for r in rows) == sorted(gold)
     assert all(set(r) == {"id", "text", "label", "source", "doc_id", "confidence"} for rows in splits.values()
                for r in rows)
@@ -241,16 +244,17 @@ def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(t
     held_out = next(s for s in ("dev", "test") if splits[s] and s not in story_split)
     new = {"id": "n1", "text": "The council blamed the company for the floods.", "label": "accuse",
            "source": "bbc", "doc_id": "bbc-politics-900", "confidence": "high"}
-    (ann / "round2").mkdir()
-    write_jsonl(ann / "round2" / "gold.jsonl", [new])
+    round2 = data / "annotation" / "round2"
+    round2.mkdir()
+    write_jsonl(round2 / "gold.jsonl", [new])
     proc = run_script("build_corpus.py", "--data-dir", data, "--round", "round2", "extend", "--raw", raw)
-    assert read_rows(data / "train_round2.jsonl") == [new] and "1 rows -> " in proc.stdout
-    write_jsonl(ann / "round2" / "gold.jsonl", [new, {**new, "id": "n2", "doc_id": splits[held_out][0]["doc_id"]}])
+    assert read_rows(data / "train" / "round2.jsonl") == [new] and "1 rows -> " in proc.stdout
+    write_jsonl(round2 / "gold.jsonl", [new, {**new, "id": "n2", "doc_id": splits[held_out][0]["doc_id"]}])
     refused = subprocess.run([sys.executable, "scripts/build_corpus.py", "--data-dir", str(data), "--round", "round2",
                               "extend", "--raw", str(raw)], cwd=ROOT, capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert refused.returncode == 1 and "1 rows from dev/test stories (e.g. ['n2'])" in refused.stderr
-    assert read_rows(data / "train_round2.jsonl") == [new]
+    assert read_rows(data / "train" / "round2.jsonl") == [new]
 
 
 def test_active_round_scores_the_unlabeled_pool_outside_dev_test_and_earlier_rounds(tmp_path, trained_model):
@@ -265,13 +269,13 @@ def test_active_round_scores_the_unlabeled_pool_outside_dev_test_and_earlier_rou
         return {"id": doc_id, "text": text, "label": "none", "source": "x", "doc_id": doc_id, "confidence": "high"}
 
     # The soldier story is in dev, so none of its sentences may be drawn; train stories may be.
-    data.mkdir()
-    write_jsonl(data / "train.jsonl", [row("bbc-politics-002")])
+    (data / "train").mkdir(parents=True)
+    write_jsonl(data / "train" / "round1.jsonl", [row("bbc-politics-002")])
     write_jsonl(data / "dev.jsonl", [row("fnc1-body-2")])
     write_jsonl(data / "test.jsonl", [row("rumoureval-thread-t1")])
     # Drawn by round 1 and round 2: left out of round 3.  Drawn by round 4 only: still in the pool.
-    write_jsonl(data / "candidates.jsonl", [row("r1", "Blair denied claims that he misled parliament over the war.")])
-    for rnd, text in (("round2", "The company announced record profits for the third quarter this year."),
+    for rnd, text in (("round1", "Blair denied claims that he misled parliament over the war."),
+                      ("round2", "The company announced record profits for the third quarter this year."),
                       ("round4", "Ministers met union leaders in London on Tuesday afternoon.")):
         (data / "annotation" / rnd).mkdir(parents=True)
         write_jsonl(data / "annotation" / rnd / "candidates.jsonl", [row(rnd, text)])
@@ -300,3 +304,95 @@ def test_fault_drill_kills_train_and_predict_and_everything_survives(tmp_path):
     assert len(table) == 5, proc.stdout
     assert all("| yes |" in row and "| none |" in row and "completed" in row for row in table), proc.stdout
     assert "rows equal to uninterrupted" in table[-1]
+
+
+def test_no_script_or_corpus_module_edits_sys_path():
+    files = [p for d in ("scripts", "corpus", "experiments") for p in sorted((ROOT / d).glob("*.py"))]
+    assert len(files) > 10 and [p.name for p in files if "sys.path" in p.read_text(encoding="utf-8")] == []
+
+
+def test_the_corpus_package_is_installed_beside_stance():
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    # What `pip install .` installs: setuptools expands packages.find into this list.
+    packages = read_configuration(ROOT / "pyproject.toml")["tool"]["setuptools"]["packages"]
+    assert {"stance", "corpus", "experiments"} <= set(packages)
+
+
+def test_the_corpus_tools_read_and_write_jsonl_through_one_helper():
+    import ast
+    import importlib
+
+    from corpus import jsonl
+
+    defined = {p.name: [n.name for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                        if isinstance(n, ast.FunctionDef) and "jsonl" in n.name]
+               for p in sorted((ROOT / "corpus").glob("*.py"))}
+    assert {name: fns for name, fns in defined.items() if fns} == {"jsonl.py": ["read_jsonl", "write_jsonl"]}
+    for tool in ("build_corpus", "active_round", "polnear_test", "mine_candidates"):
+        module = importlib.import_module(f"corpus.{tool}")
+        assert getattr(module, "write_jsonl", jsonl.write_jsonl) is jsonl.write_jsonl, tool
+
+
+def run_failing_script(name: str, *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, f"scripts/{name}", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_broken_label_line_is_one_error_line_naming_the_file_and_line(tmp_path):
+    ann = tmp_path / "data" / "annotation" / "round1"
+    cands = [{"id": f"c{i}", "text": r["text"], "source": "bbc", "doc_id": f"bbc-politics-{i:03d}",
+              "orig_label": None, "stratum": "random"} for i, r in enumerate(make_rows(2, 5))]
+    ann.mkdir(parents=True)
+    write_jsonl(ann / "candidates.jsonl", cands)
+    (ann / "assignment.json").write_text(json.dumps({"c0": 0, "c1": 0}))
+    (ann / "labels").mkdir()
+    # An annotator's file cut off in the middle of its second row.
+    (ann / "labels" / "batch_00.jsonl").write_text('{"id": "c0", "label": "none", "confidence": "high"}\n'
+                                                   '{"id": "c1", "label": "de\n', encoding="utf-8")
+    proc = run_failing_script("build_corpus.py", "--data-dir", tmp_path / "data", "merge")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "Traceback" not in err and "\n" not in err, err
+    assert err.startswith(f"error: {ann / 'labels' / 'batch_00.jsonl'}:2: "), err
+    assert not (ann / "gold.jsonl").exists()
+
+
+def test_a_label_outside_the_label_set_is_one_error_line_naming_the_file_and_row(tmp_path):
+    ann = tmp_path / "data" / "annotation" / "round1"
+    ann.mkdir(parents=True)
+    write_jsonl(ann / "candidates.jsonl", [{"id": "c0", "text": "Blair denied it.", "source": "bbc",
+                                            "doc_id": "bbc-politics-001", "orig_label": None, "stratum": "random"}])
+    (ann / "assignment.json").write_text(json.dumps({"c0": 0}))
+    (ann / "labels").mkdir()
+    write_jsonl(ann / "labels" / "batch_00.jsonl", [{"id": "c0", "label": "acuse", "confidence": "high"}])
+    proc = run_failing_script("build_corpus.py", "--data-dir", tmp_path / "data", "merge")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "Traceback" not in err and "\n" not in err, err
+    assert err.startswith(f"error: {ann / 'labels' / 'batch_00.jsonl'}: c0: label 'acuse'"), err
+
+
+def test_a_round_with_no_folder_is_one_error_line_naming_the_missing_file(tmp_path):
+    proc = run_failing_script("build_corpus.py", "--data-dir", tmp_path, "--round", "round9", "merge")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == f"error: {tmp_path / 'annotation' / 'round9' / 'candidates.jsonl'}: no such file\n"
+
+
+def test_polnear_test_samples_articles_and_finalizes_the_merged_labels(tmp_path):
+    raw, data = tmp_path / "polnear", tmp_path / "data"
+    (raw / "dev" / "text").mkdir(parents=True)
+    (raw / "metadata.tsv").write_text("filename\tpublisher\na1\tnyt\n", encoding="utf-8")
+    (raw / "dev" / "text" / "a1.txt").write_text("Trump denied the report on Monday. Clinton accused him of lying. "
+                                                 "The rally began at noon.\n", encoding="utf-8")
+    (raw / "dev" / "text" / "b2.txt").write_text("Voters queued for hours in the rain.\n", encoding="utf-8")
+    proc = run_script("polnear_test.py", "--raw", raw, "--data-dir", data, "sample", "--n", 3)
+    ann = data / "annotation" / "polnear_test"
+    cands = read_rows(ann / "candidates.jsonl")
+    assert len(cands) == 3 and "3 of 4 sentences from 2 articles" in proc.stdout
+    assert all(r["publisher"] == ("nyt" if r["doc_id"] == "a1" else "unknown") for r in cands)
+    assert [(r["doc_id"], r["start"]) for r in cands] == sorted((r["doc_id"], r["start"]) for r in cands)
+    write_jsonl(ann / "gold.jsonl", [{"id": r["id"], "text": r["text"], "label": "none", "source": r["source"],
+                                      "doc_id": r["doc_id"], "confidence": "high"} for r in cands])
+    run_script("polnear_test.py", "--raw", raw, "--data-dir", data, "finalize")
+    rows = read_rows(data / "test_polnear.jsonl")
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in cands)
+    assert all(set(r) == {"id", "text", "label", "source", "doc_id", "confidence", "publisher"} for r in rows)
