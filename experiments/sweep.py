@@ -73,6 +73,7 @@ def _comparable(cfg: Any) -> dict[str, Any]:
     d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
     d.pop("output_dir", None)
     d["model"].pop("export_onnx", None)
+    d["data"].pop("extra_test", None)  # reported only; older saved configs lack it
     # Models saved before train.precision existed trained in fp32; `auto` is compared
     # as what it means on this machine.
     from stance.train import resolve_precision
