@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stance.errors import StanceError
+from stance.errors import StanceError, warn
 
 TEXT_SUFFIXES = {".txt", ".text", ".md"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -38,10 +38,6 @@ class Article:
     text: str
 
 
-def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)
-
-
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
     """Resolve folders to their article files; fail on a missing path."""
     out: list[str] = []
@@ -56,7 +52,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in KNOWN_SUFFIXES)
             if not files:
-                _warn(f"{path}: folder holds no .txt, .html or .jsonl files")
+                warn(f"{path}: folder holds no .txt, .html or .jsonl files")
             out.extend(str(p) for p in files)
         elif path.exists():
             # Not only regular files: `<(cmd)` is a pipe at /dev/fd/N, read like stdin.
@@ -67,7 +63,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
 
 
 def _skip(on_skip: OnSkip | None, path: str, line: int | None, reason: str, message: str) -> None:
-    _warn(f"{path}{'' if line is None else f':{line}'}: {message}")
+    warn(f"{path}{'' if line is None else f':{line}'}: {message}")
     if on_skip:
         on_skip(path, line, reason)
 

@@ -16,15 +16,14 @@ import json
 import math
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from stance.errors import StanceError
-from stance.modeldir import reason, short, weights_sha256
+from stance.errors import StanceError, reason, short, warn
+from stance.modeldir import weights_sha256
 
 BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8", "onnx-cascade")
 MIN_AGREEMENT = 0.99
@@ -253,10 +252,6 @@ class CascadeBackend:
         return logits
 
 
-def _warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -343,7 +338,7 @@ def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None) -> tup
             check_exported_from_weights(model_dir, read_report(model_dir), required=True)
             return name, make_backend(name, model_dir, None, n_labels)
         except StanceError as e:
-            _warn(f"{e}; --backend auto uses torch")
+            warn(f"{e}; --backend auto uses torch")
             return "torch", None
     check_backend(backend)
     if backend not in ONNX_FILES:

@@ -8,6 +8,8 @@ traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import sys
+
 
 class StanceError(Exception):
     """An error in the user's input, reported as one line."""
@@ -25,3 +27,14 @@ def short(value: object, limit: int = 80, quote: bool = True) -> str:
     """
     text = repr(value) if quote else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def reason(err: Exception, limit: int = 120) -> str:
+    """The first line of a library's exception message, cut short enough to sit inside one error line."""
+    lines = str(err).strip().splitlines()
+    return short(lines[0], limit, quote=False) if lines else type(err).__name__
+
+
+def warn(msg: str) -> None:
+    """A one-line warning on stderr: the run goes on."""
+    print(f"warning: {msg}", file=sys.stderr)

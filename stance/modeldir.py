@@ -15,27 +15,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from stance.errors import StanceError
+from stance.errors import StanceError, reason, short
 
 # The output layer of a sequence-classification head: BERT, DistilBERT, DeBERTa and ALBERT
 # call it `classifier`, RoBERTa and ELECTRA `classifier.out_proj`, decoder models `score`.
 HEAD_WEIGHTS = ("classifier.out_proj.weight", "classifier.weight", "score.weight")
 # safetensors refuses headers over 100 MB too; a corrupt length must not make us read gigabytes.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-def short(value: Any, limit: int = 80) -> str:
-    """``repr`` cut to ``limit`` characters, for quoting a file's content in a one-line error."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def reason(err: Exception, limit: int = 120) -> str:
-    """The first line of a library's exception message, cut short enough to sit inside one error line."""
-    lines = str(err).strip().splitlines()
-    if not lines:
-        return type(err).__name__
-    return lines[0] if len(lines[0]) <= limit else lines[0][: limit - 3] + "..."
 
 
 def read_model_config(path: Path) -> dict[str, Any]:
