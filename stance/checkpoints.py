@@ -94,14 +94,15 @@ def prepare(ckpt_dir: Path, cfg: Config, resume: bool) -> str | None:
     Resume: refuse a fingerprint that differs, and pick the last complete checkpoint.
     """
     fingerprint = run_fingerprint(cfg)
+    done = complete_checkpoints(ckpt_dir) if resume else []
     if os.environ.get("RANK", "0") != "0":
         # Under torchrun only rank 0 clears and records; the others only read.
-        return str(complete_checkpoints(ckpt_dir)[-1]) if resume and complete_checkpoints(ckpt_dir) else None
+        return str(done[-1]) if done else None
     if resume:
-        if not complete_checkpoints(ckpt_dir):
+        if not done:
             raise StanceError(f"{ckpt_dir}: no complete checkpoint to resume from")
         _verify(ckpt_dir, fingerprint)
-        return str(complete_checkpoints(ckpt_dir)[-1])
+        return str(done[-1])
     if ckpt_dir.exists():
         stray = [p.name for p in ckpt_dir.iterdir()
                  if p.name != RUN_FILE and not p.name.startswith(("checkpoint-", "."))]

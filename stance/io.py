@@ -183,7 +183,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def clean_stale_siblings(path: str | Path) -> None:
-    """Remove temporaries a killed run left beside ``path`` (call only while holding its lock).
+    """Remove temporaries a killed run left beside ``path`` (``output_lock`` calls it once it holds the lock).
 
     A run killed between the two renames of the fallback swap leaves the old
     directory in ``.NAME.*.old/NAME``: put it back first if ``path`` is missing.
@@ -191,11 +191,13 @@ def clean_stale_siblings(path: str | Path) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         return
-    for old in sorted(path.parent.glob(f".{path.name}.*.old")):
+    # tempfile's 8 random characters: ".model.x.1a2b3c4d.tmp" belongs to "model.x", not to "model".
+    rand = "?" * 8
+    for old in sorted(path.parent.glob(f".{path.name}.{rand}.old")):
         if not path.exists() and (old / path.name).exists():
             os.replace(old / path.name, path)
         shutil.rmtree(old, ignore_errors=True)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    for tmp in path.parent.glob(f".{path.name}.{rand}.tmp"):
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
@@ -257,8 +259,9 @@ def output_lock(path: str | Path) -> Iterator[None]:
 
     The lock is an ``flock`` on a file holding our pid: the kernel drops it when
     the process dies, however it dies, so a lock left by a killed run is stale
-    by construction and the next run takes it over.  Under ``torchrun`` only
-    rank 0 writes, so only rank 0 locks.
+    by construction and the next run takes it over, and with it cleans up what
+    that run left beside the path (``clean_stale_siblings``).  Under ``torchrun``
+    only rank 0 writes, so only rank 0 locks.
     """
     import fcntl
 
@@ -286,6 +289,7 @@ def output_lock(path: str | Path) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        clean_stale_siblings(path)
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -1,10 +1,11 @@
 """Batch inference over articles: split, classify, write — streaming.
 
-Articles are read lazily, split into sentences, and gathered into windows of a
-few thousand sentences.  Each window is classified in length-sorted batches
-and its rows written before the next window is read, so memory stays flat
-however many articles come in.  Output goes to a temporary file that is
-renamed onto ``--out`` only when the run succeeds.
+Articles are read lazily, split into sentences, and gathered into windows of
+about a thousand sentences that end between articles.  Each window is
+classified in length-sorted batches and its rows written before the next window
+is read, so memory stays flat however many articles come in.  With ``--out``,
+rows go to a partial file committed after every window (``stance.partial``) and
+renamed onto ``--out`` only when the run succeeds; an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def _windows(items: Iterator[_Pending], size: int, summary: PredictSummary) -> I
     yield _Window(window, summary.articles)  # may be empty: it still records trailing empty articles
 
 
-def _prefetch(clf: Any, windows: Iterator[list[_Pending]], depth: int = 2):
+def _prefetch(clf: Any, windows: Iterator[_Window], depth: int = 2):
     """Read, split and tokenize the next windows in a thread while the model runs.
 
     The model's matrix kernels release the GIL, so splitting (pure Python) and

@@ -31,7 +31,7 @@ from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import evaluate_data
-from stance.io import atomic_dir, check_output_dir, clean_stale_siblings, output_lock, write_json, write_text
+from stance.io import atomic_dir, check_output_dir, output_lock, write_json, write_text
 from stance.metrics import plot_confusion
 from stance.modeling import StanceClassifier, freeze_bottom, load_backbone, transformers_bars_off
 from stance.trainer import (
@@ -163,7 +163,7 @@ def fit(trainer: Any, resume_from: str | None, cfg: Config, splits: Splits) -> d
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     return {"train_seconds": time.perf_counter() - t0, "train_rows": len(splits.train),
-            "precision": resolve_precision(cfg.train.precision), "extra_test": list(splits.extra)}
+            "precision": "bf16" if trainer.args.bf16 else "fp32", "extra_test": list(splits.extra)}
 
 
 def post_fit(cfg: Config, trainer: Any, splits: Splits, ckpt_dir: Path, metrics: dict[str, Any],
@@ -225,7 +225,6 @@ def train(
     out = Path(output_dir or cfg.output_dir)
     check_output_dir(out, ("model",), overwrite, "--output-dir")
     with output_lock(out), quiet_libraries() if quiet else nullcontext():
-        clean_stale_siblings(out)
         splits = load_splits(cfg)
         ckpt_dir = checkpoints.checkpoint_dir(out)
         # Once the data is known good, before the weights load, so a refused --resume fails fast.
