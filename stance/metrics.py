@@ -1,4 +1,4 @@
-"""Metrics: macro-F1 and per-class scores, calibration error, bootstrap intervals, plots.
+"""Metrics: macro-F1 and per-class scores, span match and token-F1, calibration error, bootstrap intervals, plots.
 
 Macro-F1 is the headline metric: `none` dominates real articles, so accuracy
 rewards a model that never finds a stance.  One module, so `stance evaluate`,
@@ -7,6 +7,9 @@ rewards a model that never finds a stance.  One module, so `stance evaluate`,
 
 from __future__ import annotations
 
+import re
+import string
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,34 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from stance.io import atomic_open
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+def normalize_span(text: str | None) -> str:
+    """SQuAD's answer normalisation: lower-case, no punctuation, no articles, single spaces."""
+    if not text:
+        return ""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def span_exact(pred: str | None, gold: str | None) -> float:
+    """1.0 when both normalise to the same words; two nulls agree, a null against a span does not."""
+    return float(normalize_span(pred) == normalize_span(gold))
+
+
+def span_token_f1(pred: str | None, gold: str | None) -> float:
+    """SQuAD token-F1 between two spans; null (or a span of only articles/punctuation) is the empty span."""
+    p, g = normalize_span(pred).split(), normalize_span(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum((Counter(p) & Counter(g)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
 
 
 def expected_calibration_error(probs: np.ndarray, gold_ids: np.ndarray, n_bins: int = 15) -> float:
