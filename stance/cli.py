@@ -177,6 +177,22 @@ def calibrate(
         typer.echo(f"none threshold chosen again under the new temperature: {r['min_score']:.2f}")
 
 
+@app.command()
+@_user_errors
+def network(
+    predictions: Annotated[list[Path], typer.Argument(help="`stance predict` JSONL files (a model with spans).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for edges.csv, actors.csv, network.graphml, network.png.")],
+    top: Annotated[int, typer.Option(help="Actors drawn in network.png (by sentences on their edges).")] = 30,
+    overwrite: Overwrite = False,
+) -> None:
+    """Who accuses, denies or supports whom across articles: edges, actors, GraphML and a picture."""
+    from stance.network import network as run_network
+    from stance.network import summary
+
+    net = run_network(predictions, out, top=top, overwrite=overwrite)
+    typer.echo(f"{summary(net)}\nwritten to {out}")
+
+
 def main() -> None:
     app(prog_name="stance")
 

@@ -213,6 +213,7 @@ OUTPUT_KINDS: dict[str, tuple[tuple[tuple[str, ...], ...], str]] = {
     "report": ((("metrics.json",), ("summary.json",)), "a stance evaluate report"),
     # model.onnx alone: an export killed before it wrote backends.json.
     "onnx": ((("backends.json",), ("model.onnx",)), "a stance ONNX export"),
+    "network": ((("edges.csv", "actors.csv"),), "a stance network"),
 }
 
 
