@@ -1,11 +1,11 @@
 """Cross-validation by story over round-1 train: a decision set seven times dev's size.
 
-Dev has 721 sentences; resampling them moves macro-F1 by about ± 0.016, so it cannot
-tell apart recipes a point or two apart (docs/results.md, *How much dev can tell*).
-Round-1 train (5,032 sentences) was drawn by the same cue-word strata as dev and test,
+Dev is small: resampling it moves macro-F1 by more than the gaps between recipes, so it
+cannot tell them apart (docs/results.md, *How much dev can tell*).
+Round-1 train was drawn by the same cue-word strata as dev and test,
 so it is held out in ``k`` folds instead: for fold *i* every training file of a setting
 is trained on without the stories of fold *i*, and fold *i*'s round-1 sentences are
-predicted.  Pooling the out-of-fold predictions scores each setting on all 5,032.
+predicted.  Pooling the out-of-fold predictions scores each setting on all of round-1 train.
 
 Folds are drawn by **story** (``scripts/build_corpus.py:story_groups``), not by row:
 sentences of one article, and articles of one FNC-1/Emergent story, share wording and

@@ -143,9 +143,8 @@ def _shared_cpu_arena() -> bool:
     """Register one CPU memory arena for every ONNX session of this process.
 
     Each session otherwise grows an arena of its own, and the cascade holds two
-    sessions.  Sharing one cut peak RSS of `stance predict` on 50,000 sentences
-    from 388 to 331 MiB, and its growth from 1k to 50k sentences from 1.13x to
-    1.09x (measured).  False if ONNX Runtime refused (e.g. the host application
+    sessions.  Sharing one lowers peak RSS of `stance predict` and its growth with the
+    number of sentences (docs/speed.md).  False if ONNX Runtime refused (e.g. the host application
     registered its own): sessions then keep their own arenas.
     """
     global _SHARED_ARENA

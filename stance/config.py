@@ -28,8 +28,7 @@ class ModelConfig:
     # Tokens per sentence; longer sentences are truncated (and counted).
     max_length: int = 128
     # Freeze the word/position embeddings: no gradient or optimizer state for 12M of the
-    # 23M weights.  Measured on the shipped data it saves little time (477 -> 453 s in fp32,
-    # none in bf16) and ties on macro-F1 (docs/results.md).
+    # 23M weights.  On the shipped data it saves little time and ties on macro-F1 (docs/results.md).
     freeze_embeddings: bool = False
     # Also freeze the first N transformer layers (N >= 1 freezes the embeddings too,
     # since a trainable embedding would keep the backward pass running through every
@@ -92,7 +91,7 @@ class TrainConfig:
     # lie in one basin, so their mean behaves like a cheap ensemble at no inference cost.
     average_last: int = 0
     # Arithmetic of the training steps.  bf16 runs matmuls in bfloat16 under autocast
-    # (weights, optimizer state and the saved model stay fp32): ~1.5x faster steps on a
+    # (weights, optimizer state and the saved model stay fp32): faster steps on a
     # CPU with native bf16 (avx512_bf16 / AMX) or an Ampere+ GPU, but several times slower
     # where bf16 is emulated.  auto = bf16 where it is native, else fp32.
     precision: str = "auto"
