@@ -75,18 +75,33 @@ def cmd_batches(args: argparse.Namespace) -> None:
           f"{k} second-pass batches of {per}")
 
 
+def occurrences(text: str, span: str) -> list[int]:
+    """Where ``span`` starts in ``text`` as whole words ("it" is not inside "British"); else anywhere."""
+    starts, i = [], text.find(span)
+    while i >= 0:
+        starts.append(i)
+        i = text.find(span, i + 1)
+
+    def whole(i: int) -> bool:
+        before = i == 0 or not (text[i - 1].isalnum() and span[0].isalnum())
+        j = i + len(span)
+        return before and (j == len(text) or not (text[j].isalnum() and span[-1].isalnum()))
+
+    return [i for i in starts if whole(i)] or starts
+
+
 def locate(text: str, span: str | None, occ: int, where: str) -> dict | None:
-    """The span's sentence offsets; the words must occur in the sentence at least occ+1 times."""
+    """The span's sentence offsets: the first whole-word occurrence, or the ``occ``-th of all (from 0)."""
     if span is None:
         return None
     if not isinstance(span, str) or not span.strip() or span != span.strip():
         raise StanceError(f"{where}: span {span!r} must be non-empty text without outer spaces, or null")
-    start = -1
-    for _ in range(occ + 1):
-        start = text.find(span, start + 1)
-        if start < 0:
-            raise StanceError(f"{where}: {span!r} (occurrence {occ}) is not in the sentence {text!r}")
-    return {"text": span, "start": start, "end": start + len(span)}
+    # Annotators count every occurrence when they give one (their check was str.count); without one they
+    # mean the first whole-word occurrence, never "it" inside "British".
+    starts = occurrences(text, span) if not occ else [i for i in range(len(text)) if text.startswith(span, i)]
+    if occ >= len(starts):
+        raise StanceError(f"{where}: {span!r} (occurrence {occ}) is not in the sentence {text!r}")
+    return {"text": span, "start": starts[occ], "end": starts[occ] + len(span)}
 
 
 def read_pass(paths: list[Path], texts: dict[str, str]) -> dict[str, dict]:

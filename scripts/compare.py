@@ -44,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-from experiments.baselines import run_baselines
+from experiments.baselines import cached_baselines, data_fingerprint, run_baselines
 from experiments.crossval import run_plan, story_groups
 from experiments.report import render_report
 from experiments.settings import load_plan
@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="where models are trained (deleted after each run is recorded)")
     ap.add_argument("--only", nargs="+", metavar="SETTING", help="train only these settings (names as in the table)")
     ap.add_argument("--report-only", action="store_true", help="train nothing; render from the cached runs")
+    ap.add_argument("--rebaseline", action="store_true",
+                    help="retrain the baselines even when docs/results/baselines.json holds them for these rows")
     ap.add_argument("--adopt", type=Path, metavar="MODEL",
                     help="record this already-trained model (e.g. models/stance-minilm from `stance train "
                          "configs/base.yaml`) as the default setting's seed-42 run instead of training it again; "
@@ -121,10 +123,12 @@ def run(args: argparse.Namespace) -> dict:
     records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(runs_dir.glob("*.json"))]
     if not any(r["setting"] == "default" for r in records):
         raise StanceError(f"{runs_dir}: no run of the default setting yet; run without --report-only")
-    print("baselines ...", flush=True)
     # TF-IDF is trained on the same rows as the shipped model; its curve on round-1 fractions.
-    baselines = run_baselines(train, dev, test, cfg.labels, fractions=plan.curve_fractions,
-                              curve_train=read(args.curve_train or plan.curve_train))
+    curve_train = read(args.curve_train or plan.curve_train)
+    fingerprint = data_fingerprint(train, dev, test, curve_train, fractions=list(plan.curve_fractions))
+    baselines = cached_baselines(runs_dir.parent / "baselines.json", fingerprint, refresh=args.rebaseline,
+                                 compute=lambda: run_baselines(train, dev, test, cfg.labels,
+                                                               fractions=plan.curve_fractions, curve_train=curve_train))
     notes, commentary = _read_extras(runs_dir.parent)
     return render_report(settings, records, baselines, dev, test, cfg.labels, args.out, budget_s=plan.time_budget_s,
                          notes=notes, commentary=commentary,
