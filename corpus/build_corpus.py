@@ -37,8 +37,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from corpus.cues import keyword_rule
 from corpus.jsonl import read_jsonl, write_jsonl
-from stance.baselines import keyword_rule
 from stance.errors import StanceError
 
 ROOT = Path(__file__).resolve().parents[1]

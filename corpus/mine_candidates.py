@@ -9,7 +9,7 @@ sentences look like inference sentences.
 Strata, chosen so every label is well represented while `none` still reflects
 real articles:
   cue_deny / cue_accuse / cue_support  sentences containing a stance cue word
-                                       (see stance.baselines.CUES); many are
+                                       (see corpus.cues.CUES); many are
                                        hard negatives ("rejected the proposal")
   pool_*        source-label pools (CAMEO verbal conflict / cooperation,
                 Emergent "against" headlines, RumourEval deny tweets)
@@ -32,8 +32,8 @@ import json
 import random
 from pathlib import Path
 
+from corpus.cues import cue_kinds
 from corpus.jsonl import write_jsonl
-from stance.baselines import cue_kinds
 from stance.sentences import split_sentences
 
 csv.field_size_limit(10**9)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from corpus.cues import keyword_rule
 from stance.data import LabeledData
 from stance.io import write_text
 from stance.metrics import compute_metrics
@@ -31,7 +32,6 @@ def run_baselines(train: LabeledData, dev: LabeledData, test: LabeledData, label
     """
     if curve_train is None:
         curve_train = train
-    from stance.baselines import keyword_rule, tfidf_logreg
     from stance.train import subsample
 
     out: dict[str, Any] = {}
@@ -82,3 +82,31 @@ def cached_baselines(path: Path, fingerprint: str, compute: Callable[[], dict[st
     stored = json.loads(json.dumps({"fingerprint": fingerprint, "baselines": baselines}, default=lambda o: o.item()))
     write_text(path, json.dumps(stored, indent=1) + "\n")
     return stored["baselines"]
+
+
+def tfidf_logreg(train_texts: list[str], train_labels: list[str], dev_texts: list[str], dev_labels: list[str],
+                 labels: list[str], seed: int = 0):
+    """TF-IDF (word 1-2grams + char 2-5grams) + logistic regression, class_weight and C tuned on dev.
+
+    Returns the fitted scikit-learn pipeline and the chosen settings.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.pipeline import make_pipeline, make_union
+
+    best = None
+    for class_weight in (None, "balanced"):
+        for c in (1.0, 4.0, 16.0):
+            pipe = make_pipeline(
+                make_union(
+                    TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                    TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
+                ),
+                LogisticRegression(C=c, class_weight=class_weight, max_iter=2000, random_state=seed),
+            )
+            pipe.fit(train_texts, train_labels)
+            f1 = f1_score(dev_labels, pipe.predict(dev_texts), labels=labels, average="macro", zero_division=0)
+            if best is None or f1 > best[0]:
+                best = (f1, pipe, {"class_weight": class_weight, "C": c})
+    return best[1], best[2]

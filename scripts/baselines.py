@@ -1,6 +1,6 @@
 """The simple alternatives a user tries first, on the shipped dev and test splits.
 
-  keyword rule     first cue kind found (stance.baselines.CUES), else none
+  keyword rule     first cue kind found (corpus.cues.CUES), else none
   TF-IDF + LR      word and character n-grams, logistic regression; C and
                    class_weight chosen on dev macro-F1
 
@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from stance.baselines import keyword_rule, tfidf_logreg
+from corpus.cues import keyword_rule
+from experiments.baselines import tfidf_logreg
 from stance.config import load_config
 from stance.data import read_labeled
 from stance.metrics import compute_metrics

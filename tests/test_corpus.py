@@ -42,7 +42,7 @@ def test_every_round_is_a_folder_of_annotation_and_a_file_of_training_rows():
         ann = DATA / "annotation" / name
         assert (ann / "candidates.jsonl").is_file() and (ann / "gold.jsonl").is_file() and (ann / "labels").is_dir()
     # Nothing of a round is left beside the rounds' folders.
-    assert sorted(p.name for p in (DATA / "annotation").iterdir()) == ["polnear_test", *rounds]
+    assert sorted(p.name for p in (DATA / "annotation").iterdir()) == ["polnear_test", *rounds, "spans"]
     assert sorted(p.name for p in DATA.glob("*.jsonl")) == sorted(HELD_OUT_SHA256)
 
 
