@@ -30,9 +30,25 @@ def rows():
     return {s: [json.loads(x) for x in SPLIT_FILES[s].read_text().splitlines()] for s in SPLITS}
 
 
-def test_dev_and_test_keep_their_exact_bytes():
-    assert {name: hashlib.sha256((DATA / name).read_bytes()).hexdigest() for name in HELD_OUT_SHA256} \
+def without_spans(path: Path) -> bytes:
+    """The file as it was before holder/target spans were added to its rows (corpus/spans.py apply)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    return "".join(json.dumps({k: v for k, v in r.items() if k not in ("holder", "target")}, ensure_ascii=False)
+                   + "\n" for r in rows).encode()
+
+
+def test_dev_and_test_keep_their_exact_bytes_apart_from_the_added_spans():
+    assert {name: hashlib.sha256(without_spans(DATA / name)).hexdigest() for name in HELD_OUT_SHA256} \
         == HELD_OUT_SHA256
+
+
+def test_every_shipped_span_is_the_text_at_its_offsets_and_only_on_stance_rows():
+    for path in [DATA / "dev.jsonl", DATA / "test.jsonl", *sorted((DATA / "train").glob("*.jsonl"))]:
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            if line.strip() and "holder" in (r := json.loads(line)):
+                assert r["label"] != "none", (path, r["id"])
+                for span in (r["holder"], r["target"]):
+                    assert span is None or r["text"][span["start"]:span["end"]] == span["text"], (path, r["id"])
 
 
 def test_every_round_is_a_folder_of_annotation_and_a_file_of_training_rows():
@@ -59,7 +75,7 @@ def test_rows_are_complete_and_valid(rows):
     for split in SPLITS:
         read_labeled(SPLIT_FILES[split], labels)  # raises on any bad row
         for r in rows[split]:
-            assert set(r) == FIELDS and r["confidence"] in ("high", "low") and r["doc_id"]
+            assert set(r) - {"holder", "target"} == FIELDS and r["confidence"] in ("high", "low") and r["doc_id"]
 
 
 def test_no_document_or_sentence_in_two_splits(rows):
@@ -108,7 +124,7 @@ def test_later_rounds_add_train_rows_only(rows):
         labeled = {json.loads(x)["id"] for p in ann.glob("*.jsonl") for x in p.read_text().splitlines()}
         for line in f.read_text().splitlines():
             r = json.loads(line)
-            assert set(r) == FIELDS and r["id"] in labeled
+            assert set(r) - {"holder", "target"} == FIELDS and r["id"] in labeled
             assert r["doc_id"] not in held_docs and " ".join(r["text"].lower().split()) not in held_texts
             assert r["id"] not in seen_ids, r["id"]
             seen_ids.add(r["id"])
