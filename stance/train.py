@@ -53,8 +53,7 @@ def subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
 
     idx = np.arange(len(data))
     keep, _ = train_test_split(idx, train_size=fraction, random_state=seed, stratify=data.labels)
-    keep = np.sort(keep)
-    return LabeledData(data.path, [data.texts[i] for i in keep], [data.labels[i] for i in keep])
+    return data.select(np.sort(keep).tolist())
 
 
 @contextmanager
