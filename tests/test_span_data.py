@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from stance.data import read_labeled
@@ -98,3 +99,86 @@ def test_train_on_a_bad_span_row_is_a_one_line_error_with_exit_2(tiny_config, tm
     r = run("train", tiny_config, "--quiet", "--set", f"data.train={bad}", "--output-dir", tmp_path / "m")
     assert_one_line_error(r, "bad.jsonl:1: target: 'Russia' is not the text at 15:21")
     assert not (tmp_path / "m").exists()
+
+
+# -- BIO tags: gold spans to tokens and token logits back to spans ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_backbone):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_backbone / "tokenizer.json"))
+    tok.no_padding()  # tokenizer.json pads to 128, as StanceClassifier turns off too
+    return tok
+
+
+def one_hot(tags, strength=8.0):
+    from stance.spans import TAGS
+
+    logits = np.zeros((len(tags), len(TAGS)))
+    for k, t in enumerate(tags):
+        logits[k, max(t, 0)] = strength
+    return logits
+
+
+def test_gold_spans_become_bio_tags_on_word_pieces(tokenizer):
+    from stance.spans import IGNORE, TAGS, bio_tags
+
+    text = "Secretary Kerryson accused Russia of grandstanding."
+    enc = tokenizer.encode(text)
+    tags = bio_tags(enc.offsets, {"holder": {"text": "Secretary Kerryson", "start": 0, "end": 18},
+                                  "target": {"text": "Russia", "start": 27, "end": 33}})
+    named = [TAGS[t] if t != IGNORE else "-" for t in tags]
+    pieces = dict(zip(enc.tokens, named))
+    assert named[0] == named[-1] == "-"  # [CLS] and [SEP]
+    assert pieces["secretary"] == "B-HOLDER" and pieces["russia"] == "B-TARGET" and pieces["accused"] == "O"
+    assert named[2:enc.tokens.index("accused")] == ["I-HOLDER"] * (enc.tokens.index("accused") - 2)
+    assert bio_tags(enc.offsets, None) == [IGNORE] * len(enc.offsets)
+    assert set(bio_tags(enc.offsets, {"holder": None, "target": None})[1:-1]) == {0}
+
+
+def test_decoding_the_gold_tags_gives_back_the_gold_spans(tokenizer):
+    from stance.spans import bio_tags, decode
+
+    text = "\"It is a lie,\" said Secretary of State John Kerry, denying the U.S. report."
+    holder = {"text": "Secretary of State John Kerry", "start": text.index("Secretary"), "end": text.index(",", 20)}
+    target = {"text": "the U.S. report", "start": text.index("the U.S."), "end": len(text) - 1}
+    enc = tokenizer.encode(text)
+    spans = decode(one_hot(bio_tags(enc.offsets, {"holder": holder, "target": target})), enc.offsets, text)
+    assert spans == {"holder": holder, "target": target}
+    assert decode(np.zeros((len(enc.offsets), 5)) + [3, 0, 0, 0, 0], enc.offsets, text) == {
+        "holder": None, "target": None}
+
+
+def test_decoding_widens_to_whole_words_and_trims_punctuation(tokenizer):
+    from stance.spans import TAGS, decode
+
+    text = "Kerryson, angrily, accused (Russia)."
+    enc = tokenizer.encode(text)
+    tags = [0] * len(enc.tokens)
+    tags[1] = TAGS.index("I-HOLDER")  # the first piece of "Kerryson" only, tagged I
+    tags[enc.tokens.index(",")] = TAGS.index("I-HOLDER")
+    k = enc.tokens.index("russia")
+    tags[k - 1:k + 2] = [TAGS.index("B-TARGET"), TAGS.index("I-TARGET"), TAGS.index("I-TARGET")]
+    spans = decode(one_hot(tags), enc.offsets, text)
+    assert spans["holder"] == {"text": "Kerryson", "start": 0, "end": 8}
+    assert spans["target"] == {"text": "Russia", "start": 28, "end": 34}
+
+
+def test_decoding_takes_the_likelier_of_two_spans_and_never_overlaps_roles(tokenizer):
+    from stance.spans import TAGS, decode
+
+    text = "Police blamed the mayor and the council."
+    enc = tokenizer.encode(text)
+    logits = one_hot([0] * len(enc.tokens))
+    mayor, council, police = (enc.tokens.index(w) for w in ("mayor", "council", "police"))
+    logits[mayor, TAGS.index("B-TARGET")] = 9.0
+    logits[council, TAGS.index("B-TARGET")] = 12.0
+    # "police" looks like a holder and, less so, a target: the holder keeps it.
+    logits[police, TAGS.index("B-HOLDER")] = 12.0
+    logits[police, TAGS.index("B-TARGET")] = 11.0
+    spans = decode(logits, enc.offsets, text)
+    assert spans["holder"]["text"] == "Police" and spans["target"]["text"] == "council"
+    logits[council, TAGS.index("B-TARGET")] = 0.0
+    assert decode(logits, enc.offsets, text)["target"]["text"] == "mayor"
