@@ -182,3 +182,33 @@ def test_decoding_takes_the_likelier_of_two_spans_and_never_overlaps_roles(token
     assert spans["holder"]["text"] == "Police" and spans["target"]["text"] == "council"
     logits[council, TAGS.index("B-TARGET")] = 0.0
     assert decode(logits, enc.offsets, text)["target"]["text"] == "mayor"
+
+
+def test_span_metrics_by_hand_given_the_label_and_end_to_end():
+    from stance.metrics import span_metrics
+
+    def sp(text):
+        return None if text is None else {"text": text, "start": 0, "end": len(text)}
+
+    golds = ["accuse", "accuse", "deny", "support", "none", "deny"]
+    preds = ["accuse", "accuse", "none", "support", "none", "deny"]
+    gold = [{"holder": sp("Kerry"), "target": sp("Russia")},
+            {"holder": sp("the senior official"), "target": sp("the plan")},
+            {"holder": sp("He"), "target": sp("that")},
+            {"holder": None, "target": sp("Brown")},
+            {"holder": None, "target": None},  # a none row: not scored
+            None]  # not annotated: not scored
+    pred = [{"holder": sp("Kerry"), "target": sp("russia.")},  # normalised: both exact
+            {"holder": sp("official"), "target": None},  # holder F1 2*(1/1*1/2)/(1.5) = 2/3; target missed
+            {"holder": None, "target": None},  # wrong label: 0 end to end, not in "given the label"
+            {"holder": None, "target": sp("Gordon Brown")},  # null == null; target F1 2/3
+            {"holder": None, "target": None},
+            {"holder": sp("x"), "target": sp("y")}]
+    m = span_metrics(golds, preds, gold, pred)
+    assert m["n"] == 4 and m["n_label_correct"] == 3
+    assert m["holder"]["exact_given_label"] == pytest.approx(2 / 3)
+    assert m["holder"]["f1_given_label"] == pytest.approx((1 + 2 / 3 + 1) / 3)
+    assert m["holder"]["f1_end_to_end"] == pytest.approx((1 + 2 / 3 + 1) / 4)
+    assert m["target"]["exact_given_label"] == pytest.approx(1 / 3)
+    assert m["target"]["f1_end_to_end"] == pytest.approx((1 + 0 + 2 / 3) / 4)
+    assert span_metrics(["none"], ["none"], [None], [{"holder": None, "target": None}]) is None

@@ -1,6 +1,7 @@
 """Holder and target learned with the label: train, save, export, every backend, predict and evaluate."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -253,3 +254,19 @@ def test_spans_on_without_span_rows_in_train_is_a_one_line_error(tiny_config, tm
     r = run("train", tiny_config, "--quiet", "--set", "model.spans=true", "--output-dir", tmp_path / "m")
     assert_one_line_error(r, "model.spans is true, but no training row has holder/target spans")
     assert not (tmp_path / "m").exists()
+
+
+def test_onnx_serving_decodes_spans_without_importing_torch(exported):
+    from pathlib import Path
+
+    model, _ = exported
+    root = Path(__file__).resolve().parents[1]
+    code = ("import json, sys; from stance.modeling import StanceClassifier; "
+            "clf = StanceClassifier.load(sys.argv[1], backend='onnx-int8'); "
+            "out = clf.predict(['Police praised the mayor on Monday.'], roles=True); "
+            "print(json.dumps([out[0]['label'], 'torch' in sys.modules, 'transformers' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, timeout=300,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    label, torch_loaded, transformers_loaded = json.loads(proc.stdout)
+    assert label in STANCES + ("none",) and not torch_loaded and not transformers_loaded
