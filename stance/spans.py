@@ -26,6 +26,8 @@ _I = {role: TAGS.index(f"I-{role.upper()}") for role in ROLES}
 _EDGE = set(" \t\n\r\f\v.,;:!?\"'“”‘’«»()[]{}-–—…/*")
 # "U.S", "D.C": an abbreviation whose last dot the trimming (or the tokenizer) cut off.
 _ABBREVIATION = re.compile(r"(?:^|[\s.])[A-Z]\.[A-Z]$")
+# Log-odds of a token no span may cover (special tokens; the other role's span): no span wins through it.
+_BARRED = -1e4
 
 
 def bio_tags(offsets: Sequence[tuple[int, int]], spans: dict | None) -> list[int]:
@@ -55,25 +57,24 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _best_run(start: np.ndarray, cont: np.ndarray) -> tuple[float, int, int]:
-    """Highest sum of ``start[i] + cont[i+1..j]`` over i <= j (Kadane): (score, i, j)."""
-    best, bi, bj = -np.inf, -1, -1
-    run, ri = -np.inf, -1
-    for j in range(len(start)):
-        extended = run + cont[j]
-        if start[j] >= extended:
-            run, ri = start[j], j
-        else:
-            run = extended
-        if run > best:
-            best, bi, bj = run, ri, j
-    return float(best), bi, bj
+    """Highest ``start[i] + cont[i+1] + ... + cont[j]`` over i <= j: (score, i, j).
+
+    With C the running sum of ``cont``, that is ``(start[i] - C[i]) + C[j]``: a running
+    maximum finds it in a few array operations, no Python loop over tokens.
+    """
+    total = np.cumsum(cont)
+    lead = start - total
+    best = np.maximum.accumulate(lead) + total
+    j = int(best.argmax())
+    return float(best[j]), int(lead[:j + 1].argmax()), j
 
 
 def _role_scores(logp: np.ndarray, role: str, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per token: log-odds against O of starting (B or I) and of continuing (I) a span of ``role``."""
     begin = np.maximum(logp[:, _B[role]], logp[:, _I[role]]) - logp[:, 0]
     inside = logp[:, _I[role]] - logp[:, 0]
-    return np.where(allowed, begin, -np.inf), np.where(allowed, inside, -np.inf)
+    # A large finite penalty, not -inf: the running sums in _best_run must stay finite.
+    return np.where(allowed, begin, _BARRED), np.where(allowed, inside, _BARRED)
 
 
 def _to_chars(text: str, start: int, end: int) -> dict | None:
@@ -99,7 +100,8 @@ def decode(logits: np.ndarray, offsets: Sequence[tuple[int, int]], text: str) ->
     """
     n = len(offsets)
     logp = _log_softmax(np.asarray(logits)[:n])
-    real = np.fromiter((e > s for s, e in offsets), dtype=bool, count=n)
+    chars = np.asarray(offsets, dtype=np.int64).reshape(n, 2)
+    real = chars[:, 1] > chars[:, 0]
     found = {role: _best_run(*_role_scores(logp, role, real)) for role in ROLES}
     (h_score, hi, hj), (t_score, ti, tj) = found["holder"], found["target"]
     if h_score > 0 and t_score > 0 and hi <= tj and ti <= hj:
