@@ -212,3 +212,16 @@ def test_span_metrics_by_hand_given_the_label_and_end_to_end():
     assert m["target"]["exact_given_label"] == pytest.approx(1 / 3)
     assert m["target"]["f1_end_to_end"] == pytest.approx((1 + 0 + 2 / 3) / 4)
     assert span_metrics(["none"], ["none"], [None], [{"holder": None, "target": None}]) is None
+
+
+def test_the_best_run_is_the_highest_scoring_span_by_brute_force():
+    from stance.spans import _best_run
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(1, 12))
+        start, cont = rng.normal(size=n), rng.normal(size=n)
+        start[0] = cont[0] = -1e4  # a barred token, like [CLS]
+        best = max((start[i] + cont[i + 1:j + 1].sum(), i, j) for i in range(n) for j in range(i, n))
+        score, i, j = _best_run(start, cont)
+        assert score == pytest.approx(best[0]) and start[i] + cont[i + 1:j + 1].sum() == pytest.approx(score)
