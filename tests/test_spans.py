@@ -270,3 +270,15 @@ def test_onnx_serving_decodes_spans_without_importing_torch(exported):
     assert proc.returncode == 0, proc.stderr
     label, torch_loaded, transformers_loaded = json.loads(proc.stdout)
     assert label in STANCES + ("none",) and not torch_loaded and not transformers_loaded
+
+
+def test_a_run_without_spans_keeps_the_checkpoint_fingerprint_of_older_stance(tiny_backbone, tiny_data, tmp_path):
+    from stance.checkpoints import run_fingerprint
+
+    cfg = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m")
+    fingerprint = run_fingerprint(config_from_dict(cfg))
+    # --resume of a run started before model.spans existed must still match.
+    assert "model.spans" not in fingerprint and "train.span_loss_weight" not in fingerprint
+    cfg["model"]["spans"] = True
+    fingerprint = run_fingerprint(config_from_dict(cfg))
+    assert fingerprint["model.spans"] is True and fingerprint["train.span_loss_weight"] == 1.0
