@@ -24,8 +24,9 @@ _B = {role: TAGS.index(f"B-{role.upper()}") for role in ROLES}
 _I = {role: TAGS.index(f"I-{role.upper()}") for role in ROLES}
 # Stripped from both ends of a decoded span: the guidelines mark phrases without outer punctuation.
 _EDGE = set(" \t\n\r\f\v.,;:!?\"'“”‘’«»()[]{}-–—…/*")
-# "U.S", "D.C": an abbreviation whose last dot the trimming (or the tokenizer) cut off.
-_ABBREVIATION = re.compile(r"(?:^|[\s.])[A-Z]\.[A-Z]$")
+# "U.S", "D.C", "Jr": an abbreviation whose last dot the trimming (or the tokenizer) cut off.
+_ABBREVIATION = re.compile(r"(?:(?:^|[\s.])[A-Z]\.[A-Z]|\b(?:Jr|Sr|Inc|Corp|Co|Ltd|Bros|St))$")
+_CLOSERS = {")": "(", "]": "["}
 # Log-odds of a token no span may cover (special tokens; the other role's span): no span wins through it.
 _BARRED = -1e4
 
@@ -86,6 +87,10 @@ def _to_chars(text: str, start: int, end: int) -> dict | None:
     while start < end and text[start] in _EDGE:
         start += 1
     while end > start and text[end - 1] in _EDGE:
+        closer = text[end - 1]
+        # "Sen. Jane Roe (D-Mass.)": a bracket the span opened is part of it.
+        if closer in _CLOSERS and text.count(_CLOSERS[closer], start, end) >= text.count(closer, start, end):
+            break
         end -= 1
     if end < len(text) and text[end] == "." and _ABBREVIATION.search(text[start:end]):
         end += 1

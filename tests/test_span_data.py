@@ -225,3 +225,17 @@ def test_the_best_run_is_the_highest_scoring_span_by_brute_force():
         best = max((start[i] + cont[i + 1:j + 1].sum(), i, j) for i in range(n) for j in range(i, n))
         score, i, j = _best_run(start, cont)
         assert score == pytest.approx(best[0]) and start[i] + cont[i + 1:j + 1].sum() == pytest.approx(score)
+
+
+@pytest.mark.parametrize("text, span, expected", [
+    ("Sen. Jane Roe (D-Mass.) accused him.", "Sen. Jane Roe (D-Mass.) ", "Sen. Jane Roe (D-Mass.)"),
+    ("They backed (the plan).", "(the plan).", "the plan"),
+    ("He blamed Smith Jr. for it.", "Smith Jr", "Smith Jr."),
+    ("He blamed the U.S.", "the U.S", "the U.S."),
+    ("He blamed \"the elite\", again.", "\"the elite\",", "the elite"),
+])
+def test_decoded_spans_keep_brackets_and_abbreviations_they_need(text, span, expected):
+    from stance.spans import _to_chars
+
+    start = text.index(span)
+    assert _to_chars(text, start, start + len(span))["text"] == expected
