@@ -80,6 +80,11 @@ def _comparable(cfg: Any) -> dict[str, Any]:
 
     d["train"] = {**d.get("train", {})}
     d["train"]["precision"] = resolve_precision(d["train"].get("precision", "fp32"))
+    # Models saved before model.spans existed trained without spans, and without them the
+    # span loss weight changes no weight.
+    d["model"]["spans"] = d["model"].get("spans", False)
+    if not d["model"]["spans"]:
+        d["train"].pop("span_loss_weight", None)
     return d
 
 

@@ -1,6 +1,7 @@
 """Inference backends: the same model run by torch fp32, torch int8, or ONNX Runtime.
 
-A backend turns padded token arrays into logits.  ``stance export`` writes the
+A backend turns padded token arrays into logits, and, for a model with a span
+head, per-token span logits from the same pass.  ``stance export`` writes the
 ONNX files into ``MODEL/onnx/`` and measures each backend's label agreement
 with torch fp32 and its speed on held-out sentences (``onnx/backends.json``);
 ``backend="auto"`` then picks the fastest backend that agrees with fp32 on at
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stance.batching import BatchPlan  # it lived here first: `from stance.backends import BatchPlan` still works
 from stance.errors import StanceError, reason, short, warn
 from stance.modeldir import weights_sha256
 
@@ -51,41 +53,8 @@ def check_backend(name: str) -> None:
         raise StanceError(f"--backend: must be one of auto, {', '.join(BACKENDS)}; got {name!r}")
 
 
-class BatchPlan:
-    """Token ids of many sentences, and how to cut them into padded, length-sorted batches.
-
-    Sorting by length makes each batch pad to a similar length, which on a CPU
-    saves more time than any other trick.  A batch holds at most ``batch_size``
-    rows and ``batch_size * tokens_per_row`` padded tokens, so long sentences
-    come in smaller batches and peak memory does not depend on the longest one.
-    """
-
-    def __init__(self, ids: list[list[int]], pad_id: int, batch_size: int = 64, tokens_per_row: int = 32) -> None:
-        self.ids, self.pad_id = ids, pad_id
-        self.budget, self.batch_size = batch_size * tokens_per_row, batch_size
-        self.lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        self.order = np.argsort(self.lengths, kind="stable")
-
-    def batches(self, rows: np.ndarray) -> Iterator[np.ndarray]:
-        """Split ``rows`` (sorted by length) into batches within the row and token budgets."""
-        start = 0
-        while start < len(rows):
-            end = min(start + self.batch_size, len(rows))
-            # Sorted ascending, so the last row is the longest: shrink until it fits.
-            while end - start > 1 and (end - start) * self.lengths[rows[end - 1]] > self.budget:
-                end = start + max(1, self.budget // int(self.lengths[rows[end - 1]]))
-            yield rows[start:end]
-            start = end
-
-    def pad(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        width = int(self.lengths[rows].max())
-        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for j, i in enumerate(rows):
-            n = len(self.ids[i])
-            input_ids[j, :n] = self.ids[i]
-            mask[j, :n] = 1
-        return input_ids, mask
+# Per-token span logits of a batch, (rows, padded tokens, tags); None for a model without a span head.
+SpanLogits = np.ndarray | None
 
 
 class Backend(Protocol):
@@ -93,17 +62,22 @@ class Backend(Protocol):
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
 
-    def run(self, plan: BatchPlan) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(row indices, logits) for every row of the plan, in any grouping."""
+    def outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, SpanLogits]: ...
+
+    def run(self, plan: BatchPlan) -> Iterator[tuple[np.ndarray, np.ndarray, SpanLogits]]:
+        """(row indices, logits, span logits) for every row of the plan, in any grouping."""
         ...
 
 
 class PerBatch:
     """Backends that score each batch once and independently of the others."""
 
-    def run(self, plan: BatchPlan) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.outputs(input_ids, attention_mask)[0]  # type: ignore[attr-defined]
+
+    def run(self, plan: BatchPlan) -> Iterator[tuple[np.ndarray, np.ndarray, SpanLogits]]:
         for rows in plan.batches(plan.order):
-            yield rows, self.logits(*plan.pad(rows))  # type: ignore[attr-defined]
+            yield rows, *self.outputs(*plan.pad(rows))  # type: ignore[attr-defined]
 
 
 def _threads() -> int:
@@ -111,18 +85,22 @@ def _threads() -> int:
 
 
 class TorchBackend(PerBatch):
+    """``model``: a sequence-classification model, or a ``span_head.SpanTagger`` around one."""
+
     def __init__(self, model: Any, name: str = "torch") -> None:
         import torch
 
         self.model, self.name, self._torch = model.eval(), name, torch
 
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, SpanLogits]:
         torch = self._torch
         with torch.inference_mode():
             device = next(self.model.parameters(), torch.empty(0)).device
             out = self.model(input_ids=torch.from_numpy(input_ids).to(device),
                              attention_mask=torch.from_numpy(attention_mask).to(device))
-            return out.logits.float().cpu().numpy()
+            if isinstance(out, tuple):  # SpanTagger
+                return out[0].float().cpu().numpy(), out[1].float().cpu().numpy()
+            return out.logits.float().cpu().numpy(), None
 
 
 def torch_int8(model: Any) -> TorchBackend:
@@ -171,7 +149,9 @@ def _ort_errors() -> tuple[type[Exception], ...]:
 
 
 class OnnxBackend(PerBatch):
-    def __init__(self, path: Path, name: str, n_labels: int | None = None) -> None:
+    """``spans``: the model has a span head, so the graph must output ``span_logits`` too."""
+
+    def __init__(self, path: Path, name: str, n_labels: int | None = None, spans: bool = False) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -184,6 +164,7 @@ class OnnxBackend(PerBatch):
         # made peak memory creep up with input size (measured: +10% at 12k sentences).
         opts.enable_mem_pattern = False
         self.name, self.path, self.n_labels = name, Path(path), n_labels
+        self.output_names = ["logits", "span_logits"] if spans else ["logits"]
         hint = f"re-run `stance export {self.path.parent.parent} --onnx --int8`"
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -194,6 +175,9 @@ class OnnxBackend(PerBatch):
         if inputs != ["attention_mask", "input_ids"] or "logits" not in outputs:
             raise StanceError(f"{path}: expected inputs input_ids, attention_mask and output logits, "
                               f"got {short(inputs)} -> {short(sorted(outputs))}; {hint}")
+        if spans and "span_logits" not in outputs:
+            raise StanceError(f"{path}: no span_logits output, but the model has a span head "
+                              f"(span_head.safetensors): exported before it was trained; {hint}")
         width = (outputs["logits"] or [None])[-1]
         if isinstance(width, int):  # static: check now, not after the first batch
             self._check_width(width)
@@ -203,10 +187,10 @@ class OnnxBackend(PerBatch):
             raise StanceError(f"{self.path}: logits has {width} columns, but config.json id2label has "
                               f"{self.n_labels} labels")
 
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        out = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-        self._check_width(out.shape[-1])  # for exports whose logits width is dynamic
-        return out
+    def outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, SpanLogits]:
+        out = self.session.run(self.output_names, {"input_ids": input_ids, "attention_mask": attention_mask})
+        self._check_width(out[0].shape[-1])  # for exports whose logits width is dynamic
+        return out[0], out[1] if len(out) > 1 else None
 
 
 class CascadeBackend:
@@ -226,29 +210,46 @@ class CascadeBackend:
         Judged at temperature 1 (raw logits), so calibration does not move it."""
         return np.flatnonzero(top2_margin(softmax(logits)) < self.margin)
 
-    def run(self, plan: BatchPlan) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def run(self, plan: BatchPlan) -> Iterator[tuple[np.ndarray, np.ndarray, SpanLogits]]:
         """int8 for every row, then fp32 for the unsure rows of the whole plan, gathered so
-        that the re-runs too come in full length-sorted batches."""
+        that the re-runs too come in full length-sorted batches.  A re-run row takes its span
+        logits from the fp32 pass too, so its spans always go with the label it gets."""
         logits: np.ndarray | None = None
+        spans: SpanLogits = None
+
+        def put(rows: np.ndarray, out: np.ndarray, span: SpanLogits) -> None:
+            logits[rows] = out
+            if spans is not None:
+                spans[rows, :span.shape[1]] = span
+
         for rows in plan.batches(plan.order):
-            out = self.fast.logits(*plan.pad(rows))
+            out, span = self.fast.outputs(*plan.pad(rows))
             if logits is None:
                 logits = np.empty((len(plan.ids), out.shape[1]), dtype=np.float32)
-            logits[rows] = out
+                if span is not None:
+                    spans = np.zeros((len(plan.ids), int(plan.lengths.max()), span.shape[2]), dtype=np.float32)
+            put(rows, out, span)
         assert logits is not None
         again = plan.order[np.isin(plan.order, self.unsure(logits))]
         for rows in plan.batches(again):
-            logits[rows] = self.exact.logits(*plan.pad(rows))
-        yield plan.order, logits[plan.order]
+            put(rows, *self.exact.outputs(*plan.pad(rows)))
+        yield plan.order, logits[plan.order], None if spans is None else spans[plan.order]
 
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.outputs(input_ids, attention_mask)[0]
+
+    def outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, SpanLogits]:
         # One batch alone (``run`` is the fast path: it gathers the unsure rows of a whole plan).
-        logits = self.fast.logits(input_ids, attention_mask)
+        logits, spans = self.fast.outputs(input_ids, attention_mask)
         unsure = self.unsure(logits)
         if len(unsure):
             width = int(attention_mask[unsure].sum(axis=1).max())
-            logits[unsure] = self.exact.logits(input_ids[unsure, :width], attention_mask[unsure, :width])
-        return logits
+            exact, exact_spans = self.exact.outputs(input_ids[unsure, :width], attention_mask[unsure, :width])
+            logits[unsure] = exact
+            if spans is not None:
+                spans[unsure] = 0.0
+                spans[unsure, :width] = exact_spans
+        return logits, spans
 
 
 def _is_number(v: Any) -> bool:
@@ -321,7 +322,8 @@ def choose_auto(model_dir: Path) -> str:
     return max(ok)[1] if ok else "torch"
 
 
-def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None) -> tuple[str, Backend | None]:
+def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None,
+              spans: bool = False) -> tuple[str, Backend | None]:
     """Resolve ``backend`` (``auto`` included) and open its ONNX sessions: (name, backend), or (name, None)
     for the torch backends, which the caller builds around its torch model.
 
@@ -335,7 +337,7 @@ def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None) -> tup
             if name not in ONNX_FILES:
                 return name, None
             check_exported_from_weights(model_dir, read_report(model_dir), required=True)
-            return name, make_backend(name, model_dir, None, n_labels)
+            return name, make_backend(name, model_dir, None, n_labels, spans)
         except StanceError as e:
             warn(f"{e}; --backend auto uses torch")
             return "torch", None
@@ -343,11 +345,13 @@ def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None) -> tup
     if backend not in ONNX_FILES:
         return backend, None
     check_exported_from_weights(model_dir, read_report(model_dir), required=False)
-    return backend, make_backend(backend, model_dir, None, n_labels)
+    return backend, make_backend(backend, model_dir, None, n_labels, spans)
 
 
-def make_backend(name: str, model_dir: Path, torch_model: Any | None, n_labels: int | None = None) -> Backend:
-    """``n_labels``: the labels config.json names; an ONNX model scoring another number is refused."""
+def make_backend(name: str, model_dir: Path, torch_model: Any | None, n_labels: int | None = None,
+                 spans: bool = False) -> Backend:
+    """``n_labels``: the labels config.json names; an ONNX model scoring another number is refused.
+    ``spans``: the model has a span head, which an ONNX graph must then output too."""
     check_backend(name)
     if name == "torch":
         return TorchBackend(torch_model)
@@ -366,7 +370,7 @@ def make_backend(name: str, model_dir: Path, torch_model: Any | None, n_labels: 
             raise StanceError("backend onnx needs onnxruntime: pip install onnxruntime") from None
         if name == "onnx-cascade":
             margin = float((read_report(model_dir) or {}).get("cascade_margin", DEFAULT_CASCADE_MARGIN))
-            return CascadeBackend(OnnxBackend(onnx_dir / ONNX_FILES["onnx-int8"], "onnx-int8", n_labels),
-                                  OnnxBackend(onnx_dir / "model.onnx", "onnx", n_labels), margin)
-        return OnnxBackend(onnx_dir / ONNX_FILES[name], name, n_labels)
+            return CascadeBackend(OnnxBackend(onnx_dir / ONNX_FILES["onnx-int8"], "onnx-int8", n_labels, spans),
+                                  OnnxBackend(onnx_dir / "model.onnx", "onnx", n_labels, spans), margin)
+        return OnnxBackend(onnx_dir / ONNX_FILES[name], name, n_labels, spans)
     raise AssertionError(f"backend {name!r} is listed in BACKENDS but not built here")

@@ -49,6 +49,10 @@ def run_fingerprint(cfg: Config) -> dict[str, Any]:
 
     settings = cfg.to_dict()
     settings.pop("output_dir")  # where the model lands does not change what is trained
+    if not cfg.model.spans:
+        # Without spans these change nothing, and a run started before they existed must still resume.
+        settings["model"].pop("spans")
+        settings["train"].pop("span_loss_weight")
     walk("", settings)
     for path in _data_files(cfg):
         p = Path(path)

@@ -37,6 +37,11 @@ class ModelConfig:
     # After training, write ONNX fp32 + int8 backends and measure their agreement
     # with fp32 on the test split, so `stance predict` can use the fastest faithful one.
     export_onnx: bool = True
+    # Also learn who takes the stance and at whom it is aimed: a token-tagging head (BIO holder/target)
+    # beside the sentence head, on the same encoder pass.  Needs training rows with holder/target
+    # spans; `stance predict` then returns them.  Saved apart (span_head.safetensors), so the
+    # directory stays a plain text-classification model for transformers.pipeline.
+    spans: bool = False
 
 
 @dataclass
@@ -95,6 +100,8 @@ class TrainConfig:
     # CPU with native bf16 (avx512_bf16 / AMX) or an Ampere+ GPU, but several times slower
     # where bf16 is emulated.  auto = bf16 where it is native, else fp32.
     precision: str = "auto"
+    # With model.spans: the span-tagging loss is added to the sentence loss times this weight.
+    span_loss_weight: float = 1.0
 
 
 @dataclass
@@ -198,6 +205,7 @@ def _validate(cfg: Config, file: str) -> None:
         "train.eval_batch_size": cfg.train.eval_batch_size,
         "train.learning_rate": cfg.train.learning_rate,
         "train.epochs": cfg.train.epochs,
+        "train.span_loss_weight": cfg.train.span_loss_weight,
     }
     for key, value in positive.items():
         if value <= 0:

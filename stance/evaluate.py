@@ -9,20 +9,31 @@ from typing import Any
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.io import atomic_dir, atomic_open, check_output_dir, output_lock, write_json
-from stance.metrics import compute_metrics, plot_confusion
+from stance.metrics import compute_metrics, plot_confusion, span_metrics
 
 
 def evaluate_data(
     clf: Any, data: LabeledData, batch_size: int = 64, quiet: bool = False
 ) -> tuple[dict[str, Any], list[dict]]:
-    """Metrics for one labeled set, plus the misclassified rows (most confident first)."""
+    """Metrics for one labeled set, plus the misclassified rows (most confident first).
+
+    Data with holder/target spans, on a model with a span head, also gets ``spans``
+    (``metrics.span_metrics``)."""
     missing = sorted(set(data.labels) - set(clf.labels))
     if missing:
         raise StanceError(f"{data.path}: labels {missing} are not labels of this model ({', '.join(clf.labels)})")
-    probs = clf.predict_proba(data.texts, batch_size=batch_size,
-                              progress=None if quiet else f"Evaluating {Path(data.path).name}")
-    preds = clf.decide(probs)
+    progress = None if quiet else f"Evaluating {Path(data.path).name}"
+    roles = None
+    if data.has_spans and getattr(clf, "has_spans", False):
+        probs, preds, roles = clf.predict_roles(data.texts, batch_size=batch_size, progress=progress)
+    else:
+        probs = clf.predict_proba(data.texts, batch_size=batch_size, progress=progress)
+        preds = clf.decide(probs)
     metrics = compute_metrics(data.labels, preds, clf.labels, probs)
+    if roles is not None and data.spans is not None:
+        spans = span_metrics(data.labels, preds, data.spans, roles)
+        if spans:
+            metrics["spans"] = spans
     errors = [
         {"text": t, "gold": g, "predicted": p, "score": float(pr.max()),
          "scores": {lab: round(float(x), 4) for lab, x in zip(clf.labels, pr)}}

@@ -23,7 +23,7 @@ from stance.backends import (
     choose_auto,
     top2_margin,
 )
-from stance.data import read_model_split
+from stance.data import NO_STANCE, read_model_split
 from stance.errors import StanceError
 from stance.io import atomic_dir, check_output_dir, output_lock, write_json
 from stance.modeldir import weights_sha256
@@ -37,28 +37,33 @@ CASCADE_TARGET = 1.0
 
 
 def _onnx_export(clf: StanceClassifier, path: Path) -> None:
+    """One graph: ``logits``, and ``span_logits`` from the same pass where the model has a span head."""
     import torch
 
-    class LogitsOnly(torch.nn.Module):
+    class Outputs(torch.nn.Module):
         # ONNX wants plain tensors out, not a ModelOutput.
         def __init__(self, model: Any) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+            return out if isinstance(out, tuple) else out.logits  # a SpanTagger gives (logits, span_logits)
 
     enc = clf.tokenizer(["A short one.", "A somewhat longer sentence for the export trace."],
                         padding=True, return_tensors="pt")
+    names, axes = ["logits"], {"logits": {0: "batch"}}
+    if clf.span_head is not None:
+        names.append("span_logits")
+        axes["span_logits"] = {0: "batch", 1: "seq"}
     with torch.inference_mode():
         torch.onnx.export(
-            LogitsOnly(clf.model.cpu().eval()),
+            Outputs(clf.torch_module().cpu().eval()),
             (enc["input_ids"], enc["attention_mask"]),
             str(path),
             input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                          "logits": {0: "batch"}},
+            output_names=names,
+            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, **axes},
             opset_version=17,
             dynamo=False,
         )
@@ -80,25 +85,39 @@ def fit_cascade_margin(model_dir: Path, texts: list[str], target: float = CASCAD
     return 0.6
 
 
+def _scores(clf: StanceClassifier, texts: list[str], batch_size: int) -> tuple[np.ndarray, list[dict] | None]:
+    """Probabilities, and for a model with a span head each sentence's spans (as argmax labels imply)."""
+    if clf.has_spans:
+        probs, _, roles = clf.predict_roles(texts, batch_size, min_score=0)
+        return probs, roles
+    return clf.predict_proba(texts, batch_size), None
+
+
 def measure(model_dir: Path, texts: list[str], batch_size: int = 64) -> dict[str, dict[str, float]]:
-    """Label agreement with torch fp32, and sentences/s, for every backend present in ``model_dir``."""
+    """Label agreement with torch fp32, and sentences/s, for every backend present in ``model_dir``;
+    for a model with a span head also ``span_agreement``: the share of fp32's stance sentences whose
+    holder and target come out the same."""
     results: dict[str, dict[str, float]] = {}
-    ref_probs = None
+    ref_probs = ref_roles = None
     for name in BACKENDS:  # "torch" comes first and is the reference
         if name in ONNX_FILES and not (model_dir / "onnx" / ONNX_FILES[name]).is_file():
             continue
         clf = StanceClassifier.load(model_dir, backend=name)
-        clf.predict_proba(texts[:batch_size], batch_size)  # warm-up: first calls allocate
+        _scores(clf, texts[:batch_size], batch_size)  # warm-up: first calls allocate
         t0 = time.perf_counter()
-        probs = clf.predict_proba(texts, batch_size)
+        probs, roles = _scores(clf, texts, batch_size)
         seconds = time.perf_counter() - t0
         if ref_probs is None:
-            ref_probs = probs
+            ref_probs, ref_roles = probs, roles
         results[name] = {
             "agreement": float((probs.argmax(1) == ref_probs.argmax(1)).mean()),
             "sentences_per_second": round(len(texts) / seconds, 1),
             "max_abs_prob_diff": round(float(np.abs(probs - ref_probs).max()), 5),
         }
+        if roles is not None and ref_roles is not None:
+            stance = [i for i, k in enumerate(ref_probs.argmax(1)) if clf.labels[k] != NO_STANCE]
+            same = sum(roles[i] == ref_roles[i] for i in stance)
+            results[name]["span_agreement"] = round(same / len(stance), 4) if stance else None
     return results
 
 

@@ -48,6 +48,29 @@ def span_token_f1(pred: str | None, gold: str | None) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def span_metrics(golds: Sequence[str], preds: Sequence[str], gold_spans: Sequence[dict | None],
+                 pred_spans: Sequence[dict], no_stance: str = "none") -> dict[str, Any] | None:
+    """Exact match and token-F1 of holder and target over the gold stance sentences that carry span
+    annotation: given the right label (over those the model labels right), and end to end (over all
+    of them; a wrong label scores 0, as does a missed span).  None when no such sentence exists.
+
+    ``gold_spans[i]``: None (not annotated) or {"holder", "target"}; ``pred_spans[i]``: {"holder", "target"}.
+    """
+    rows = [i for i, g in enumerate(golds) if g != no_stance and gold_spans[i] is not None]
+    if not rows:
+        return None
+    right = [i for i in rows if preds[i] == golds[i]]
+    out: dict[str, Any] = {"n": len(rows), "n_label_correct": len(right)}
+    for role in ("holder", "target"):
+        pairs = [((pred_spans[i][role] or {}).get("text"), (gold_spans[i][role] or {}).get("text")) for i in right]
+        exact = sum(span_exact(p, g) for p, g in pairs)
+        f1 = sum(span_token_f1(p, g) for p, g in pairs)
+        out[role] = {"exact_given_label": exact / len(right) if right else None,
+                     "f1_given_label": f1 / len(right) if right else None,
+                     "exact_end_to_end": exact / len(rows), "f1_end_to_end": f1 / len(rows)}
+    return out
+
+
 def expected_calibration_error(probs: np.ndarray, gold_ids: np.ndarray, n_bins: int = 15) -> float:
     """ECE of the top-label confidence, equal-width bins (Guo et al., 2017)."""
     conf = probs.max(axis=1)
@@ -110,6 +133,14 @@ def format_table(metrics: dict[str, Any]) -> str:
         lines.append(f"{lab:<12}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10d}")
     lines.append(f"{'macro-F1':<12}{'':>20}{metrics['macro_f1']:>10.3f}{metrics['n']:>10d}")
     lines.append(f"{'accuracy':<12}{'':>20}{metrics['accuracy']:>10.3f}")
+    spans = metrics.get("spans")
+    if spans:
+        lines += ["", f"spans: {spans['n']} gold stance sentences with spans, {spans['n_label_correct']} labeled right",
+                  f"{'role':<12}{'exact|label':>12}{'F1|label':>10}{'exact e2e':>11}{'F1 e2e':>9}"]
+        for role in ("holder", "target"):
+            m = spans[role]
+            given = [f"{m[k]:.3f}" if m[k] is not None else "-" for k in ("exact_given_label", "f1_given_label")]
+            lines.append(f"{role:<12}{given[0]:>12}{given[1]:>10}{m['exact_end_to_end']:>11.3f}{m['f1_end_to_end']:>9.3f}")
     return "\n".join(lines)
 
 

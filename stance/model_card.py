@@ -56,7 +56,26 @@ def _metrics(cfg: Config, metrics: dict[str, Any]) -> str:
         lines += [f"| {lab} | {pc['precision']:.3f} | {pc['recall']:.3f} | {pc['f1']:.3f} | {pc['support']} |"
                   for lab, pc in m["per_class"].items()]
         lines.append("")
+        if m.get("spans"):
+            lines += _span_lines(m["spans"])
     return "".join(line + "\n" for line in lines)
+
+
+def _span_lines(spans: dict[str, Any]) -> list[str]:
+    """Holder/target exact match and token-F1 of one split, as a table."""
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = [f"Holder and target on the {spans['n']} gold stance sentences with spans "
+             f"({spans['n_label_correct']} labeled right): given the right label, and end to end "
+             "(a wrong label or a missed span scores 0).", "",
+             "| span | exact, label right | token-F1, label right | exact, end to end | token-F1, end to end |",
+             "|---|---|---|---|---|"]
+    for role in ("holder", "target"):
+        m = spans[role]
+        lines.append(f"| {role} | {num(m['exact_given_label'])} | {num(m['f1_given_label'])} | "
+                     f"{num(m['exact_end_to_end'])} | {num(m['f1_end_to_end'])} |")
+    return lines + [""]
 
 
 def _backends(metrics: dict[str, Any]) -> str:

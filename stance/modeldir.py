@@ -118,10 +118,36 @@ def read_tokenizer_json(path: Path) -> Any | None:
         raise StanceError(f"{file}: not a valid tokenizer file: {reason(e)}") from None
 
 
+def read_span_config(path: Path) -> dict[str, Any] | None:
+    """span_head.json, checked, where the model has a span head (span_head.safetensors beside it); else None."""
+    from stance.spans import TAGS
+
+    file, weights = path / "span_head.json", path / "span_head.safetensors"
+    if not file.is_file() and not weights.is_file():
+        return None
+    if not (file.is_file() and weights.is_file()):
+        missing, other = (file, weights) if not file.is_file() else (weights, file)
+        raise StanceError(f"{missing}: not found, but {other.name} is there (a span head needs both)")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise StanceError(f"{file}: not valid JSON: {reason(e)}") from None
+    if not isinstance(config, dict) or config.get("tags") != list(TAGS):
+        got = config.get("tags") if isinstance(config, dict) else config
+        raise StanceError(f"{file}: tags: expected {list(TAGS)} (what this stance decodes), got {short(got)}")
+    size = config.get("hidden_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise StanceError(f"{file}: hidden_size: expected a positive integer, got {short(size)}")
+    return config
+
+
 def weights_sha256(path: Path) -> str:
-    """sha256 of model.safetensors: ties an ONNX export to the weights it was made from."""
+    """sha256 of model.safetensors (then span_head.safetensors, where there is one): ties an ONNX export
+    to the weights it was made from."""
     digest = hashlib.sha256()
-    with open(path / "model.safetensors", "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
+    for name in ("model.safetensors", "span_head.safetensors"):
+        if name == "model.safetensors" or (path / name).is_file():
+            with open(path / name, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
     return digest.hexdigest()

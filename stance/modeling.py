@@ -3,7 +3,9 @@
 ``StanceClassifier`` wraps a Hugging Face sequence-classification model and its
 tokenizer.  Its directory is a plain transformers model directory, so
 ``transformers.pipeline("text-classification", model=DIR)`` loads it too and
-returns our label names (they live in ``config.json``'s ``id2label``).
+returns our label names (they live in ``config.json``'s ``id2label``).  A model
+trained with ``model.spans`` also has a span head (``stance.span_head``, in files
+of its own) and returns the holder and target of every stance sentence.
 """
 
 from __future__ import annotations
@@ -168,10 +170,16 @@ class StanceClassifier:
         backend: Any | None = None,
         config: Any | None = None,
         min_score: float = 0.0,
+        span_head: Any | None = None,
+        spans: bool | None = None,
     ) -> None:
         from stance.backends import TorchBackend
 
         self.model = model.eval() if model is not None else None
+        # The torch span head (None for a model without one, or when ONNX serves it);
+        # ``has_spans``: whether the model tags holders and targets, whichever backend runs it.
+        self.span_head = span_head
+        self.has_spans = span_head is not None if spans is None else spans
         self.config = config if config is not None else model.config
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -188,7 +196,7 @@ class StanceClassifier:
         # Stance predictions scoring under this become `none` (chosen on dev by
         # `stance train`; 0 = plain argmax).  Scores themselves are unchanged.
         self.min_score = min_score
-        self.backend = backend or TorchBackend(self.model)
+        self.backend = backend or TorchBackend(self.torch_module())
         # The model directory it was loaded from (None when built in memory).
         self.source: str | None = None
 
@@ -205,6 +213,14 @@ class StanceClassifier:
     def labels(self) -> list[str]:
         return [self.id2label[i] for i in range(len(self.id2label))]
 
+    def torch_module(self) -> Any:
+        """What torch backends run: the model, with its span head where it has one."""
+        if self.span_head is None:
+            return self.model
+        from stance.span_head import SpanTagger
+
+        return SpanTagger(self.model, self.span_head)
+
     # -- persistence ------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, backend: str = "torch") -> StanceClassifier:
@@ -216,16 +232,17 @@ class StanceClassifier:
         a warning, when the ONNX files are corrupt or not from these weights).
         """
         from stance.backends import make_backend, open_onnx
-        from stance.modeldir import check_head, read_model_config, read_tokenizer_json
+        from stance.modeldir import check_head, read_model_config, read_span_config, read_tokenizer_json
 
         path = check_model_dir(path)
         # Everything the directory claims is checked here, before either loader trusts it.
         raw = read_model_config(path)
         check_head(path, len(raw["id2label"]))
+        spans = read_span_config(path) is not None
         rust_tokenizer = read_tokenizer_json(path)
-        backend, onnx = open_onnx(path, backend, len(raw["id2label"]))
+        backend, onnx = open_onnx(path, backend, len(raw["id2label"]), spans)
         if onnx is not None and rust_tokenizer is not None:
-            clf = cls._light_load(raw, rust_tokenizer, onnx)
+            clf = cls._light_load(raw, rust_tokenizer, onnx, spans)
             clf.source = str(path)
             return clf
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -241,23 +258,31 @@ class StanceClassifier:
                     )
         except (OSError, ValueError) as e:
             raise _load_error(str(path), e) from None
-        clf = cls._from_raw(raw, model, tokenizer, onnx or make_backend(backend, path, model), config)
+        head = None
+        if spans and model is not None:
+            from stance.span_head import load_span_head
+
+            head = load_span_head(path, model.config.hidden_size)
+        clf = cls._from_raw(raw, model, tokenizer, onnx, config, head, spans)
+        if onnx is None:
+            clf.backend = make_backend(backend, path, clf.torch_module())
         clf.source = str(path)
         return clf
 
     @classmethod
-    def _light_load(cls, raw: dict[str, Any], tokenizer: Any, backend: Any) -> StanceClassifier:
+    def _light_load(cls, raw: dict[str, Any], tokenizer: Any, backend: Any, spans: bool) -> StanceClassifier:
         """ONNX serving without importing torch or transformers (saves ~2 s of start-up)."""
         import types
 
-        return cls._from_raw(raw, None, tokenizer, backend, types.SimpleNamespace(**raw))
+        return cls._from_raw(raw, None, tokenizer, backend, types.SimpleNamespace(**raw), None, spans)
 
     @classmethod
-    def _from_raw(cls, raw: dict[str, Any], model: Any, tokenizer: Any, backend: Any, config: Any) -> StanceClassifier:
+    def _from_raw(cls, raw: dict[str, Any], model: Any, tokenizer: Any, backend: Any, config: Any,
+                  span_head: Any, spans: bool) -> StanceClassifier:
         """Settings from the checked config.json (``modeldir.read_model_config``), not from ``config``."""
         return cls(model, tokenizer, max_length=int(raw.get("stance_max_length", 128)),
                    temperature=float(raw.get("stance_temperature", 1.0)), backend=backend, config=config,
-                   min_score=float(raw.get("stance_min_score", 0.0)))
+                   min_score=float(raw.get("stance_min_score", 0.0)), span_head=span_head, spans=spans)
 
     def save_pretrained(self, path: str | Path) -> None:
         self.model.config.stance_max_length = self.max_length
@@ -265,29 +290,52 @@ class StanceClassifier:
         self.model.config.stance_min_score = self.min_score
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
+        if self.span_head is not None:
+            from stance.span_head import save_span_head
+
+            save_span_head(self.span_head, Path(path))
 
     # -- inference --------------------------------------------------------------
-    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids of many texts in one fast-tokenizer call, and a 'was truncated' mask."""
+    def encode(self, texts: Sequence[str], offsets: bool = False) -> tuple[list[list[int]], np.ndarray, list | None]:
+        """Token ids of many texts in one fast-tokenizer call, a 'was truncated' mask, and with
+        ``offsets`` each token's (start, end) characters, which span decoding needs."""
         encs = self._rust.encode_batch(list(texts))
         truncated = np.fromiter((len(e.overflowing) > 0 for e in encs), dtype=bool, count=len(encs))
-        return [e.ids for e in encs], truncated
+        return [e.ids for e in encs], truncated, [e.offsets for e in encs] if offsets else None
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids of many texts in one fast-tokenizer call, and a 'was truncated' mask."""
+        ids, truncated, _ = self.encode(texts)
+        return ids, truncated
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         from stance.backends import softmax
 
         return softmax(logits, self.temperature)
 
-    def iter_token_scores(self, ids: list[list[int]], batch_size: int = 64, tokens_per_row: int = 32):
-        """Yield (indices, probabilities) per group of rows, batched by token length
-        (``backends.BatchPlan``); callers scatter results back by index, so they see input order."""
+    def iter_outputs(self, ids: list[list[int]], batch_size: int = 64, tokens_per_row: int = 32):
+        """Yield (indices, probabilities, span logits or None) per group of rows, batched by token length
+        (``batching.BatchPlan``); callers scatter results back by index, so they see input order."""
         if not ids:
             return
-        from stance.backends import BatchPlan
+        from stance.batching import BatchPlan
 
         # The backend gathers its own results (the cascade re-runs some rows), so this stays backend-blind.
-        for rows, logits in self.backend.run(BatchPlan(ids, self._pad_id, batch_size, tokens_per_row)):
-            yield rows, self.scores(logits)
+        for rows, logits, spans in self.backend.run(BatchPlan(ids, self._pad_id, batch_size, tokens_per_row)):
+            yield rows, self.scores(logits), spans
+
+    def iter_token_scores(self, ids: list[list[int]], batch_size: int = 64, tokens_per_row: int = 32):
+        """Yield (indices, probabilities) per group of rows (``iter_outputs`` without the spans)."""
+        for rows, probs, _ in self.iter_outputs(ids, batch_size, tokens_per_row):
+            yield rows, probs
+
+    def roles(self, labels: Sequence[str], span_logits: np.ndarray, offsets: Sequence, texts: Sequence[str]) -> list:
+        """Holder and target of each row (sentence offsets) from its span logits; both null on `none` rows."""
+        from stance.data import NO_STANCE
+        from stance.spans import decode
+
+        return [decode(span_logits[k], offsets[k], texts[k]) if label != NO_STANCE else {"holder": None, "target": None}
+                for k, label in enumerate(labels)]
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), in input order.
@@ -305,8 +353,35 @@ class StanceClassifier:
                     bar.update(len(rows))
         return out
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64, min_score: float | None = None) -> list[str]:
-        return self.decide(self.predict_proba(texts, batch_size=batch_size), min_score)
+    def predict_roles(self, texts: Sequence[str], batch_size: int = 64, min_score: float | None = None,
+                      progress: str | None = None) -> tuple[np.ndarray, list[str], list[dict]]:
+        """Probabilities, labels (as ``decide``), and each sentence's ``{"holder", "target"}``: spans with
+        sentence offsets, or null (both null on `none` rows).  Needs a model with a span head."""
+        from tqdm import tqdm
+
+        if not self.has_spans:
+            raise StanceError(f"{self.source or 'this model'}: has no span head, so no holder or target; "
+                              "train it with model.spans: true on data with spans")
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        found: list[dict] = [{}] * len(texts)
+        ids, _, offsets = self.encode(texts, offsets=True)
+        with tqdm(total=len(texts), desc=progress, unit=" sent", disable=progress is None) as bar:
+            for rows, p, spans in self.iter_outputs(ids, batch_size):
+                probs[rows] = p
+                roles = self.roles(self.decide(p, min_score), spans, [offsets[i] for i in rows],
+                                   [texts[i] for i in rows])
+                for i, r in zip(rows, roles):
+                    found[i] = r
+                bar.update(len(rows))
+        return probs, self.decide(probs, min_score), found
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64, min_score: float | None = None,
+                roles: bool = False) -> list[str] | list[dict]:
+        """Labels; with ``roles``, ``{"label", "holder", "target"}`` per sentence (see ``predict_roles``)."""
+        if not roles:
+            return self.decide(self.predict_proba(texts, batch_size=batch_size), min_score)
+        _, labels, found = self.predict_roles(texts, batch_size, min_score)
+        return [{"label": label, **r} for label, r in zip(labels, found)]
 
     def decide(self, probs: np.ndarray, min_score: float | None = None, fallback: str = "none") -> list[str]:
         """Argmax labels; predictions scoring under ``min_score`` become ``fallback``.

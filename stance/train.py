@@ -53,8 +53,7 @@ def subsample(data: LabeledData, fraction: float, seed: int) -> LabeledData:
 
     idx = np.arange(len(data))
     keep, _ = train_test_split(idx, train_size=fraction, random_state=seed, stratify=data.labels)
-    keep = np.sort(keep)
-    return LabeledData(data.path, [data.texts[i] for i in keep], [data.labels[i] for i in keep])
+    return data.select(np.sort(keep).tolist())
 
 
 @contextmanager
@@ -105,25 +104,39 @@ def load_splits(cfg: Config) -> Splits:
     train_data = subsample(read(cfg.data.train), cfg.train.train_fraction, cfg.train.seed)
     if len(set(train_data.labels)) < 2:
         raise StanceError(f"{cfg.data.train}: training data has fewer than two distinct labels")
+    if cfg.model.spans and not train_data.has_spans:
+        raise StanceError(f"{cfg.data.train}: model.spans is true, but no training row has holder/target spans "
+                          "(add them, data/GUIDELINES.md, or set model.spans: false)")
     return Splits(train_data, read(cfg.data.dev) if cfg.data.dev else None,
                   read(cfg.data.test) if cfg.data.test else None,
                   # Other held-out domains (e.g. data/test_polnear.jsonl): reported, never used for a choice.
                   {Path(p).stem: read(p) for p in cfg.data.extra_test})
 
 
-def _dataset(tokenizer: Any, data: LabeledData, labels: list[str], max_length: int, name: str) -> Any:
+def _dataset(tokenizer: Any, data: LabeledData, labels: list[str], max_length: int, name: str,
+             spans: bool = False) -> Any:
+    """Tokenized rows; with ``spans``, also each token's BIO tag of the row's gold holder/target."""
     import datasets
 
+    from stance.spans import bio_tags
+
     label2id = {lab: i for i, lab in enumerate(labels)}
+    if spans and not getattr(tokenizer, "is_fast", False):
+        raise StanceError("model.spans: needs a fast tokenizer (tokenizer.json), to align spans with tokens")
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length, return_offsets_mapping=spans)
         # Stored so the length-grouped sampler need not re-measure every row.
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        if spans:
+            gold = data.spans or [None] * len(data)
+            offsets = enc.pop("offset_mapping")
+            enc["span_tags"] = [bio_tags(offs, gold[i]) for i, offs in zip(batch["row"], offsets)]
         return enc
 
-    ds = datasets.Dataset.from_dict({"text": data.texts, "label": [label2id[x] for x in data.labels]})
-    return ds.map(tokenize, batched=True, batch_size=1000, remove_columns=["text"], desc=f"Tokenizing {name}")
+    ds = datasets.Dataset.from_dict({"text": data.texts, "label": [label2id[x] for x in data.labels],
+                                     "row": list(range(len(data)))})
+    return ds.map(tokenize, batched=True, batch_size=1000, remove_columns=["text", "row"], desc=f"Tokenizing {name}")
 
 
 def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> Any:
@@ -134,7 +147,16 @@ def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> A
     set_seed(cfg.train.seed)
     model, tokenizer = load_backbone(cfg.model.name_or_path, cfg.labels)
     freeze_bottom(model, cfg.model.freeze_layers, embeddings=cfg.model.freeze_embeddings)
+    collator = DataCollatorWithPadding(tokenizer)
+    if cfg.model.spans:
+        from stance.span_head import PadSpanTags, SpanTagger
+
+        model, collator = SpanTagger(model), PadSpanTags(collator)
     has_dev = splits.dev is not None
+
+    def dataset(data: LabeledData, name: str) -> Any:
+        return _dataset(tokenizer, data, cfg.labels, cfg.model.max_length, name, cfg.model.spans)
+
     callbacks = []
     # Averaging keeps the last epochs whatever dev says of each one, so it trains them all.
     if has_dev and cfg.train.early_stopping_patience > 0 and not cfg.train.average_last:
@@ -142,14 +164,15 @@ def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> A
     trainer = make_trainer_class()(
         model=model,
         args=training_arguments(cfg, ckpt_dir, resolve_precision(cfg.train.precision), has_dev, quiet),
-        train_dataset=_dataset(tokenizer, splits.train, cfg.labels, cfg.model.max_length, "train"),
-        eval_dataset=_dataset(tokenizer, splits.dev, cfg.labels, cfg.model.max_length, "dev") if has_dev else None,
+        train_dataset=dataset(splits.train, "train"),
+        eval_dataset=dataset(splits.dev, "dev") if has_dev else None,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         compute_metrics=epoch_metrics(cfg.labels),
         callbacks=callbacks,
         class_weights=class_weights(cfg.labels, splits.train) if cfg.train.class_weighting == "balanced" else None,
         layer_lr_decay=cfg.train.layer_lr_decay,
+        span_loss_weight=cfg.train.span_loss_weight,
     )
     if quiet:
         from transformers.trainer_callback import PrinterCallback
@@ -170,7 +193,8 @@ def post_fit(cfg: Config, trainer: Any, splits: Splits, ckpt_dir: Path, metrics:
              quiet: bool) -> tuple[StanceClassifier, dict[str, tuple[dict, list]]]:
     """Keep the best epoch (or the checkpoint average), fit temperature and threshold on dev,
     then evaluate every held-out set.  Returns the classifier and the reports by split."""
-    clf = StanceClassifier(trainer.model, trainer.processing_class, max_length=cfg.model.max_length)
+    model, head = (trainer.model.model, trainer.model.span_head) if cfg.model.spans else (trainer.model, None)
+    clf = StanceClassifier(model, trainer.processing_class, max_length=cfg.model.max_length, span_head=head)
     metrics["best_epoch"] = best_epoch(trainer) if splits.dev is not None else None
     if cfg.train.average_last:
         metrics["averaged_checkpoints"] = average_checkpoints(trainer.model, ckpt_dir, cfg.train.average_last)
@@ -245,6 +269,10 @@ def summarize(metrics: dict[str, Any]) -> str:
     for split in ("dev", "test", *metrics.get("extra_test", [])):
         if split in metrics:
             parts.append(f"{split} macro-F1 {metrics[split]['macro_f1']:.3f}")
+            spans = metrics[split].get("spans")
+            if spans and spans["n_label_correct"]:
+                parts.append(f"{split} holder/target token-F1 {spans['holder']['f1_given_label']:.3f}/"
+                             f"{spans['target']['f1_given_label']:.3f} (label right)")
     if "default_backend" in metrics:
         parts.append(f"predict backend: {metrics['default_backend']}")
     return "; ".join(parts)

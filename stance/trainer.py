@@ -72,10 +72,11 @@ def make_trainer_class():
         """
 
         def __init__(self, *args: Any, class_weights: list[float] | None = None,
-                     layer_lr_decay: float = 1.0, **kwargs: Any) -> None:
+                     layer_lr_decay: float = 1.0, span_loss_weight: float = 1.0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.class_weights = class_weights
             self.layer_lr_decay = layer_lr_decay
+            self.span_loss_weight = span_loss_weight
 
         def create_optimizer(self, model=None):
             if self.layer_lr_decay == 1.0 or self.optimizer is not None:
@@ -99,16 +100,33 @@ def make_trainer_class():
             return loss
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if "span_tags" in inputs:
+                return self._loss_with_spans(model, inputs, return_outputs)
             if self.class_weights is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            import torch
-
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            weight = torch.tensor(self.class_weights, dtype=outputs.logits.dtype, device=outputs.logits.device)
-            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight,
-                                                     label_smoothing=self.args.label_smoothing_factor)
+            loss = self._sentence_loss(outputs.logits, labels)
             return (loss, outputs) if return_outputs else loss
+
+        def _sentence_loss(self, logits, labels):
+            import torch
+
+            weight = None
+            if self.class_weights is not None:
+                weight = torch.tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
+            return torch.nn.functional.cross_entropy(logits, labels, weight=weight,
+                                                     label_smoothing=self.args.label_smoothing_factor)
+
+        def _loss_with_spans(self, model, inputs, return_outputs):
+            """Sentence loss plus the weighted span-tagging loss, from one pass of a ``SpanTagger``."""
+            from stance.span_head import span_loss
+
+            labels, tags = inputs.pop("labels"), inputs.pop("span_tags")
+            logits, span_logits = model(**inputs)
+            loss = self._sentence_loss(logits, labels) + self.span_loss_weight * span_loss(span_logits, tags)
+            # Only the sentence logits go on to the per-epoch metrics (dev macro-F1 picks the epoch).
+            return (loss, {"logits": logits}) if return_outputs else loss
 
     return WeightedTrainer
 

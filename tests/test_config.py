@@ -39,6 +39,12 @@ def test_train_data_may_be_a_list_of_files(tmp_path):
     assert load_config(write(tmp_path, ""), ["data.train=[x.jsonl]"]).data.train == ["x.jsonl"]
 
 
+def test_spans_are_off_unless_the_config_turns_them_on(tmp_path):
+    assert load_config(write(tmp_path, "")).model.spans is False
+    cfg = load_config(write(tmp_path, "model:\n  spans: true\n"), ["train.span_loss_weight=0.5"])
+    assert cfg.model.spans is True and cfg.train.span_loss_weight == 0.5
+
+
 def test_label_order_comes_from_config(tmp_path):
     cfg = load_config(write(tmp_path, "labels: [support, none, deny]\n"))
     assert cfg.labels == ["support", "none", "deny"]
@@ -67,6 +73,8 @@ def test_label_order_comes_from_config(tmp_path):
         ("data:\n  train: [a.jsonl, 3]\n", [], "c.yaml: data.train: expected a string or a list of strings"),
         ("train:\n  epochs: [\n", [], "c.yaml: not valid YAML (line 3, column 1): expected the node content"),
         ("model:\n  max_length: " + "1" * 5000 + "\n", [], "c.yaml: not valid YAML: Exceeds the limit (4300 digits)"),
+        ("model:\n  spans: maybe\n", [], "c.yaml: model.spans: expected true/false, got 'maybe'"),
+        ("", ["train.span_loss_weight=0"], "c.yaml: train.span_loss_weight: must be > 0, got 0.0"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, overrides, expected):

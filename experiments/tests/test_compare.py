@@ -203,6 +203,23 @@ def test_matching_setting_reads_precision_as_the_run_used_it(tmp_path, tiny_back
         assert matching_setting(cfg_path, auto, settings, seed).name == name
 
 
+def test_matching_setting_reads_a_model_saved_before_spans_as_trained_without_them(tmp_path, tiny_backbone,
+                                                                                    tiny_data):
+    from experiments.sweep import matching_setting
+    from stance.config import load_config
+
+    cfg_path, *_ = _setup(tmp_path, tiny_backbone, tiny_data)
+    settings = [Setting("default", "as configured"), Setting("spans", "spans", ("model.spans=true",))]
+    seed = load_config(cfg_path).train.seed
+    old = load_config(cfg_path).to_dict()
+    del old["model"]["spans"], old["train"]["span_loss_weight"]
+    assert matching_setting(cfg_path, old, settings, seed).name == "default"
+    spans = load_config(cfg_path, ["model.spans=true"]).to_dict()
+    assert matching_setting(cfg_path, spans, settings, seed).name == "spans"
+    spans["train"]["span_loss_weight"] = 0.5  # weighs the span loss: another run
+    assert matching_setting(cfg_path, spans, settings, seed) is None
+
+
 def test_adopt_refuses_a_model_of_no_setting_and_names_the_difference(tmp_path, tiny_backbone, tiny_data):
     from experiments.sweep import adopt_model
     from stance.config import load_config, save_config
