@@ -10,6 +10,7 @@ renamed onto ``--out`` only when the run succeeds; an interrupted run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import itertools
@@ -28,8 +29,9 @@ import numpy as np
 
 from stance.articles import DEFAULT_MAX_ARTICLE_BYTES, expand_inputs, iter_articles
 from stance.errors import StanceError
-from stance.io import fault_point, os_error, output_lock
+from stance.io import fault_point, os_error, output_lock, write_text
 from stance.partial import PartialOutput, input_fingerprint
+from stance.render import Doc
 from stance.sentences import MAX_SENTENCE_CHARS, split_sentences
 
 FIELDS = ["doc_id", "sent_idx", "start", "end", "text", "label", "score", "scores"]
@@ -94,15 +96,18 @@ class _Writer:
                 self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels])
 
     def write(self, p: _Pending, label: str, probs: np.ndarray) -> None:
-        score = round(float(probs.max()), 4)
         if self.fmt == "csv":
-            self.csv.writerow([p.doc_id, p.sent_idx, p.start, p.end, p.text, label, score,
+            self.csv.writerow([p.doc_id, p.sent_idx, p.start, p.end, p.text, label, round(float(probs.max()), 4),
                                *(round(float(x), 4) for x in probs)])
         else:
-            row = {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end,
-                   "text": p.text, "label": label, "score": score,
-                   "scores": {lab: round(float(x), 4) for lab, x in zip(self.labels, probs)}}
-            self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.fh.write(json.dumps(make_row(p, label, probs, self.labels), ensure_ascii=False) + "\n")
+
+
+def make_row(p: _Pending, label: str, probs: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """One prediction row (``FIELDS``): the JSONL line, the HTML report's input and `stance serve`'s answer."""
+    return {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end,
+            "text": p.text, "label": label, "score": round(float(probs.max()), 4),
+            "scores": {lab: round(float(x), 4) for lab, x in zip(labels, probs)}}
 
 
 def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[_Pending]:
@@ -193,9 +198,10 @@ def predict_articles(
     (``stance.partial``): finished articles are skipped, never written twice.
     """
     if fmt is None:
-        fmt = "csv" if out and str(out).lower().endswith(".csv") else "jsonl"
-    if fmt not in ("jsonl", "csv"):
-        raise StanceError(f"--format: must be jsonl or csv, got {fmt!r}")
+        suffix = Path(str(out or "")).suffix.lower()
+        fmt = "csv" if suffix == ".csv" else "html" if suffix in (".html", ".htm") else "jsonl"
+    if fmt not in ("jsonl", "csv", "html"):
+        raise StanceError(f"--format: must be jsonl, csv or html, got {fmt!r}")
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise StanceError(f"--min-score: must be between 0 and 1, got {min_score}")
     if batch_size < 1:
@@ -204,6 +210,11 @@ def predict_articles(
     # Resolve every input before opening the output: a missing file fails fast.
     files = expand_inputs(inputs)
     read = functools.partial(iter_articles, files, on_skip=summary.skip, max_article_bytes=max_article_bytes)
+    if fmt == "html":
+        if resume:
+            raise StanceError("--resume: not available with --format html (the report is written whole at the end)")
+        _predict_html(clf, read, out, summary, batch_size, min_score, window, quiet)
+        return summary
     if out is None or str(out) == "-":
         if resume:
             raise StanceError("--resume: needs --out FILE (stdout cannot be resumed)")
@@ -239,6 +250,46 @@ def _run_to_file(clf: Any, read: Any, sink: _FileSink, out: str | Path, summary:
         raise
     finally:
         sink.output.close()
+
+
+class _HtmlSink:
+    """Rows and article texts kept for the HTML report, which is rendered whole at the end."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.skip, self.writer, self.labels = 0, self, labels
+        self.docs: list[Doc] = []
+
+    def keep(self, articles: Iterable) -> Iterator:
+        for art in articles:  # in the reader thread; sentences come after their article, so docs[art_no] exists
+            self.docs.append(Doc(art.doc_id, text=art.text))
+            yield art
+
+    def write(self, p: _Pending, label: str, probs: np.ndarray) -> None:
+        self.docs[p.art_no].rows.append(make_row(p, label, probs, self.labels))
+
+    def commit(self, articles_done: int, rows: int) -> None:
+        pass
+
+
+def _predict_html(clf: Any, read: Any, out: str | Path | None, summary: PredictSummary, batch_size: int,
+                  min_score: float | None, window: int, quiet: bool) -> None:
+    """Classify everything, then write the report atomically (or to stdout); a failed run writes nothing."""
+    from stance.render import render_report
+
+    to_stdout = out is None or str(out) == "-"
+    if to_stdout and sys.stdout is None:
+        raise StanceError("standard output is closed; write to a file with --out FILE")
+    with contextlib.nullcontext() if to_stdout else output_lock(out):
+        sink = _HtmlSink(clf.labels)
+        _run(clf, sink.keep(read()), sink, summary, batch_size, min_score, window, quiet)
+        name = f"{Path(clf.source).name} ({clf.backend.name})" if getattr(clf, "source", None) else None
+        page = render_report([d for d in sink.docs if d.rows], model=name,
+                             threshold=clf.min_score if min_score is None else min_score, labels=clf.labels)
+        if to_stdout:
+            sys.stdout.write(page)
+            sys.stdout.flush()
+        else:
+            write_text(out, page)
 
 
 class _StdoutSink:
