@@ -165,6 +165,28 @@ def render(
 
 @app.command()
 @_user_errors
+def serve(
+    model: Annotated[Path, typer.Argument(help="Trained model directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on; put a reverse proxy in front for others.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Processes, each with its own model and micro-batcher.")] = 1,
+    backend: Backend = "auto",
+    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body; larger ones get 413.")] = 2.0,
+    max_sentences: Annotated[int, typer.Option(help="Most sentences per request; more get 413.")] = 2000,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take before it gets 503.")] = 30.0,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+) -> None:
+    """Serve the model over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, /docs, and a page at /."""
+    from stance.serve import serve as run_serve
+
+    run_serve(model, host=host, port=port, workers=workers, access_log=access_log, backend=backend,
+              batch_size=batch_size, max_body_mb=max_body_mb, max_sentences=max_sentences, timeout_s=timeout)
+
+
+@app.command()
+@_user_errors
 def export(
     model: Annotated[Path, typer.Argument(help="Trained model directory.")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Write MODEL/onnx/model.onnx.")] = False,

@@ -184,4 +184,5 @@ def test_render_names_the_line_and_key_of_a_bad_row_and_keeps_the_previous_repor
         (tmp_path / "p.jsonl").write_text(good + "\n" + line + "\n")
         assert_one_line_error(run("render", tmp_path / "p.jsonl", "--out", out), message)
         assert out.read_text() == "previous report"
-    assert_one_line_error(run("render", tmp_path / "nope.jsonl", "--out", out), "nope.jsonl: predictions file not found")
+    missing = run("render", tmp_path / "nope.jsonl", "--out", out)
+    assert_one_line_error(missing, "nope.jsonl: predictions file not found")
