@@ -21,7 +21,7 @@ label{font-weight:600}textarea{width:100%;box-sizing:border-box;min-height:12rem
 .row{display:flex;flex-wrap:wrap;gap:.6rem 1.2rem;align-items:center}.row label{font-weight:400}
 button{font:inherit;font-weight:600;padding:.55rem 1.4rem;border:2px solid #000;border-radius:6px;background:#0072B2;
  color:#fff;cursor:pointer;justify-self:start}button[disabled]{opacity:.6}
-#status{min-height:1.5em;margin:0}#status.error{color:#a00;font-weight:600}
+#status{min-height:1.5em;margin:0}#result:focus{outline:none;box-shadow:none}#status.error{color:#a00;font-weight:600}
 @media (max-width:40rem){main{padding:.6rem}h1{font-size:1.25rem}button{width:100%}}
 """
 

@@ -187,7 +187,13 @@ def _bar(n: int, doc: Doc, index: dict[str, int]) -> str:
     cells = "".join(f'<i class="l{index[r["label"]]}">{_e(r["label"][:1].upper())}</i>' for r in _stance_rows(doc))
     names = ", ".join(r["label"] for r in _stance_rows(doc)) or "no stance sentences"
     return (f'<li class="{_has(doc, index)}"><a href="#a{n}" aria-label="{_e(doc.doc_id)}: {_e(names)}">'
-            f'<span class="doc">{_e(doc.doc_id)}</span><span class="bar" aria-hidden="true">{cells}</span></a></li>')
+            f'<span class="doc" title="{_e(doc.doc_id)}">{_e(_short_name(doc.doc_id))}</span>'
+            f'<span class="bar" aria-hidden="true">{cells}</span></a></li>')
+
+
+def _short_name(doc_id: str) -> str:
+    # A file's name tells articles apart; a long folder path in front would fill the bar's label.
+    return doc_id.rstrip("/").rsplit("/", 1)[-1] or doc_id
 
 
 def _totals(docs: Sequence[Doc], labels: list[str], index: dict[str, int]) -> str:

@@ -109,8 +109,8 @@ def test_the_header_has_totals_a_bar_per_article_in_reading_order_a_filter_and_t
     assert '<li class="l0"><b class="tag">[ACC]</b> accuse <strong>1</strong></li>' in page
     assert '<li class="ln">none <strong>2</strong></li>' in page
     # Bars: a's labels in reading order (accuse, deny; none left out), each linking to its article.
-    assert ('<a href="#a0" aria-label="a.txt: accuse, deny"><span class="doc">a.txt</span><span class="bar" '
-            'aria-hidden="true"><i class="l0">A</i><i class="l1">D</i></span></a>') in page
+    assert ('<a href="#a0" aria-label="a.txt: accuse, deny"><span class="doc" title="a.txt">a.txt</span>'
+            '<span class="bar" aria-hidden="true"><i class="l0">A</i><i class="l1">D</i></span></a>') in page
     assert parsed.count("details", id="a1", **{"class": "art has-l1"}) == 1
     radios = [a["value"] for t, a in parsed.tags if t == "input" and a.get("type") == "radio"]
     assert radios == ["all", "l0", "l1", "l2"]
