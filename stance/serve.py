@@ -61,10 +61,17 @@ class MicroBatcher:
         self.clf, self.batch_size, self.window, self.max_wait_s = clf, batch_size, window, max_wait_s
         # One thread: the model uses every core for one call; two calls at once would only contend.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stance-model")
+        # And one for the requests' splitting and tokenizing, as `stance predict` has one reader thread:
+        # more Python threads would hold the GIL against the model's thread between its kernels.
+        self.prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stance-prep")
         self.calls = self.submitted = 0  # model calls run, and requests handed in
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
+
+    async def prepare(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` in the preparation thread (splitting, tokenizing), off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.prep, fn, *args)
 
     async def scores(self, ids: list[list[int]]) -> np.ndarray:
         """Class probabilities for these token ids, computed together with other waiting requests'."""

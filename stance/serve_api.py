@@ -140,11 +140,11 @@ def build_app(clf: Any, batcher: Any, settings: Any, info: dict[str, Any]) -> Fa
     app.state.batcher, app.state.stats = batcher, stats
 
     async def rows_for(req: PredictIn, articles: list[Article]) -> list[dict[str, Any]]:
-        items = await asyncio.to_thread(_items, req, articles)
+        items = await batcher.prepare(_items, req, articles)
         if len(items) > settings.max_sentences:
             raise HTTPException(413, f"{'articles' if req.articles is not None else 'sentences'}: {len(items)} "
                                      f"sentences, over the limit of {settings.max_sentences} per request")
-        ids, _ = await asyncio.to_thread(clf.tokenize, [p.text for p in items])
+        ids, _ = await batcher.prepare(clf.tokenize, [p.text for p in items])
         probs = await batcher.scores(ids)
         labels = clf.decide(probs, req.min_score)
         stats["sentences"] += len(items)
@@ -154,7 +154,7 @@ def build_app(clf: Any, batcher: Any, settings: Any, info: dict[str, Any]) -> Fa
         stats["requests"] += 1
         stats["in_flight"] += 1
         async def work() -> tuple[list[dict[str, Any]], list[Article]]:
-            articles = await asyncio.to_thread(_articles, req)
+            articles = await batcher.prepare(_articles, req)
             return await rows_for(req, articles), articles
 
         try:
