@@ -177,12 +177,15 @@ def serve(
     max_sentences: Annotated[int, typer.Option(help="Most sentences per request; more get 413.")] = 2000,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take before it gets 503.")] = 30.0,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    root_path: Annotated[str, typer.Option(
+        help="The path prefix a reverse proxy serves this under (e.g. /stance), for the links of /docs.")] = "",
 ) -> None:
     """Serve the model over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, /docs, and a page at /."""
     from stance.serve import serve as run_serve
 
     run_serve(model, host=host, port=port, workers=workers, access_log=access_log, backend=backend,
-              batch_size=batch_size, max_body_mb=max_body_mb, max_sentences=max_sentences, timeout_s=timeout)
+              root_path=root_path, batch_size=batch_size, max_body_mb=max_body_mb, max_sentences=max_sentences,
+              timeout_s=timeout)
 
 
 @app.command()

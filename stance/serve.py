@@ -215,7 +215,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          access_log: bool = True, max_body_mb: float = 2.0, **settings: Any) -> None:
+          access_log: bool = True, max_body_mb: float = 2.0, root_path: str = "", **settings: Any) -> None:
     """Run the API with uvicorn until SIGINT/SIGTERM; in-flight requests are answered before it returns."""
     _serve_extra()
     import uvicorn
@@ -232,7 +232,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, work
         raise StanceError(f"--workers: must be at least 1, got {workers}")
     if not 0 <= port <= 65535:
         raise StanceError(f"--port: must be between 0 and 65535, got {port}")
-    common = {"host": host, "port": port, "access_log": access_log, "log_level": "info",
+    common = {"host": host, "port": port, "access_log": access_log, "log_level": "info", "root_path": root_path,
               # A request never runs longer than its timeout, so this bound only cuts off a stuck one.
               "timeout_graceful_shutdown": int(s.timeout_s) + 5}
     sock = _bind(host, port)  # first: a port in use fails at once, not after the model has loaded
@@ -243,7 +243,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, work
         else:
             os.environ[SETTINGS_ENV] = json.dumps(asdict(s))
             config = uvicorn.Config("stance.serve:app_from_env", factory=True, workers=workers, **common)
-            _until_stopped(lambda: Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run())
+            _until_stopped(lambda: Multiprocess(config, sockets=[sock]).run())
     finally:
         sock.close()
 

@@ -19,7 +19,8 @@ from tests.test_cli import run
 CHROMIUM = "/usr/bin/chromium"
 ACCUSATION = "The minister accused the opposition on Monday."
 DENIAL = "The union denied the council on Monday."
-ARTICLE = f"Budget row\n\n{ACCUSATION} Police met the mayor on Monday. {DENIAL}"
+HEADLINE = "The mayor met the council"
+ARTICLE = f"{HEADLINE}\n\n{ACCUSATION} Police met the mayor on Monday. {DENIAL}"
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +35,24 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def model(trained_model):
+def model(trained_model, tmp_path_factory):
     # The tiny model is trained on these verbs; check it labels our sentences, so a failure below is the page's.
-    labels = StanceClassifier.load(trained_model).predict([ACCUSATION, DENIAL, "Police met the mayor on Monday."])
-    assert labels == ["accuse", "deny", "none"]
-    return trained_model
+    sentences = [ACCUSATION, DENIAL, "Police met the mayor on Monday.", HEADLINE, "Critics met the union"]
+    assert StanceClassifier.load(trained_model).predict(sentences) == ["accuse", "deny", "none", "none", "none"]
+    named = tmp_path_factory.mktemp("models") / "stance-tiny-test-model"  # the name the pages show
+    shutil.copytree(trained_model, named)
+    return named
+
+
+# Resolved now: a test below changes the working directory.
+SHOTS = Path(os.environ["STANCE_SCREENSHOTS"]).resolve() if os.environ.get("STANCE_SCREENSHOTS") else None
 
 
 def screenshot(page, tmp_path: Path, name: str) -> None:
     page.screenshot(path=str(tmp_path / name), full_page=True)
-    if os.environ.get("STANCE_SCREENSHOTS"):
-        Path(os.environ["STANCE_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / name, Path(os.environ["STANCE_SCREENSHOTS"]) / name)
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, SHOTS / name)
 
 
 def test_the_page_highlights_an_accusation_and_a_denial_pasted_and_sent_with_the_keyboard_alone(
@@ -69,10 +76,10 @@ def test_the_page_highlights_an_accusation_and_a_denial_pasted_and_sent_with_the
         assert accuse.inner_text() == f"[ACC] {ACCUSATION}" and deny.inner_text() == f"[DEN] {DENIAL}"
         colours = {s.evaluate("e => getComputedStyle(e).backgroundColor") for s in (accuse, deny)}
         assert len(colours) == 2 and "rgba(0, 0, 0, 0)" not in colours  # two different highlights
-        none = page.locator('#result .s[data-label="none"]')
+        none = page.locator('#result .s[data-label="none"]').first
         assert none.evaluate("e => getComputedStyle(e).backgroundColor") == "rgba(0, 0, 0, 0)"
         assert page.evaluate("document.activeElement.id") == "result"  # focus moves to the answer
-        assert "Budget row" in page.locator("#result .text").inner_text()  # the article in full
+        assert page.locator("#result .text").inner_text().startswith(HEADLINE)  # the article in full
         screenshot(page, tmp_path, "serve.png")
         page.set_viewport_size({"width": 360, "height": 740})  # a phone
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
@@ -80,13 +87,14 @@ def test_the_page_highlights_an_accusation_and_a_denial_pasted_and_sent_with_the
         page.close()
 
 
-def test_the_report_filters_articles_by_label(browser, model, tmp_path):
+def test_the_report_filters_articles_by_label(browser, model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative inputs: the report names articles/accusation.txt, not a tmp path
     folder = tmp_path / "articles"
     folder.mkdir()
-    (folder / "accusation.txt").write_text(f"Row over budget\n\n{ACCUSATION} Police met the mayor on Monday.")
-    (folder / "denial.txt").write_text(f"Union responds\n\n{DENIAL}")
+    (folder / "accusation.txt").write_text(f"{HEADLINE}\n\n{ACCUSATION} Police met the mayor on Monday.")
+    (folder / "denial.txt").write_text(f"Critics met the union\n\n{DENIAL}")
     (folder / "quiet.txt").write_text("Police met the mayor on Monday.")
-    r = run("predict", model, folder, "--out", tmp_path / "report.html", "--quiet")
+    r = run("predict", model, "articles", "--out", tmp_path / "report.html", "--quiet")
     assert r.exit_code == 0, r.output
     page = browser.new_page(viewport={"width": 1000, "height": 800})
     page.goto((tmp_path / "report.html").as_uri())
@@ -99,7 +107,7 @@ def test_the_report_filters_articles_by_label(browser, model, tmp_path):
     page.get_by_label("accuse", exact=True).check()
     assert [articles.nth(i).is_visible() for i in range(3)] == [True, False, False]
     assert page.locator('.s[data-label="accuse"] .tag').is_visible()
-    screenshot(page, tmp_path, "report.png")
     page.get_by_label("all labels").check()
     assert all(articles.nth(i).is_visible() for i in range(3))
+    screenshot(page, tmp_path, "report.png")
     page.close()

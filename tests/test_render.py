@@ -146,6 +146,9 @@ def test_predict_format_html_writes_one_self_contained_report_from_the_out_suffi
     assert "Breaking <script>x()</script>" in text and "[ACC] The minister accused the opposition" in text
     assert "[DEN] The union denied the council on Monday." in text
     assert [p for p in (tmp_path).iterdir() if p.name.startswith(".")] == []  # no lock or temporary left
+    to_stdout = run("predict", trained_model, tmp_path / "in" / "b.txt", "--format", "html", "--quiet")
+    assert to_stdout.exit_code == 0 and to_stdout.stdout.startswith("<!doctype html>")
+    assert "[DEN] The union denied the council on Monday." in "".join(Elements(to_stdout.stdout).text)
 
 
 def test_render_of_predict_jsonl_with_the_articles_and_model_equals_predict_format_html(trained_model, tmp_path):

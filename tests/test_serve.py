@@ -206,3 +206,14 @@ def test_serve_without_the_serve_extra_says_what_to_install(trained_model):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "error: stance serve needs fastapi: pip install 'stance[serve]'"
+
+
+def test_two_worker_processes_answer_and_docs_know_the_proxy_prefix(trained_model):
+    body = json.dumps({"sentences": ["The union denied it."]}).encode()
+    with running_server(trained_model, "--workers", "2", "--root-path", "/stance") as (_, url):
+        for _ in range(4):
+            req = urllib.request.Request(f"{url}/v1/predict", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                assert r.status == 200 and json.loads(r.read())["rows"][0]["label"] == "deny"
+        with urllib.request.urlopen(f"{url}/docs", timeout=60) as r:
+            assert "'/stance/openapi.json'" in r.read().decode()
