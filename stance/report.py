@@ -64,8 +64,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 try:
                     row = json.loads(line)
                 except (json.JSONDecodeError, RecursionError):
-                    raise StanceError(f"{path}:{lineno}: not a JSON line (render reads the JSONL of stance "
-                                      "predict; CSV has no place for holder and target)") from None
+                    raise StanceError(f"{path}:{lineno}: not a JSON line (render reads the JSONL that "
+                                      "stance predict writes)") from None
                 rows.append(check_row(f"{path}:{lineno}", row))
     except UnicodeDecodeError as e:
         raise StanceError(f"{path}: not UTF-8 text (byte {e.start})") from None
