@@ -116,7 +116,8 @@ def predict(
     model: Annotated[Path, typer.Argument(help="Trained model directory.")],
     inputs: Annotated[list[str], typer.Argument(help=".txt/.html files, folders, .jsonl (id, text), or - for stdin.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file \\[default: stdout].")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv \\[default: from --out suffix].")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="jsonl, csv or html (a report to open in a browser) \\[default: from --out suffix].")] = None,
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
     min_score: Annotated[float | None, typer.Option(
         help="Predictions scoring below this become 'none' \\[default: the model's, chosen on dev; 0 = argmax].",
@@ -141,6 +142,50 @@ def predict(
                                max_article_bytes=max_article_bytes)
     if not quiet or out:
         typer.echo(summary.format(), err=True)
+
+
+@app.command()
+@_user_errors
+def render(
+    predictions: Annotated[Path, typer.Argument(help="JSONL rows written by stance predict.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")],
+    articles: Annotated[list[str] | None, typer.Option(
+        "--articles", help="The input articles again (as for predict), to show them whole around their sentences.")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="The model directory, for its name, labels and threshold in the header.")] = None,
+    title: Annotated[str, typer.Option(help="The page title.")] = "stance report",
+) -> None:
+    """Render prediction rows as one self-contained HTML page (no network needed to view it)."""
+    from stance.report import render_file
+
+    n_docs, n_rows = render_file(predictions, out, articles=articles or [], model=model, title=title)
+    typer.echo(f"{n_docs} articles, {n_rows} sentences -> {out}", err=True)
+
+
+@app.command()
+@_user_errors
+def serve(
+    model: Annotated[Path, typer.Argument(help="Trained model directory.")],
+    host: Annotated[str, typer.Option(help="Address to listen on; put a reverse proxy in front for others.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Processes, each with its own model and micro-batcher.")] = 1,
+    backend: Backend = "auto",
+    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body; larger ones get 413.")] = 2.0,
+    max_sentences: Annotated[int, typer.Option(help="Most sentences per request; more get 413.")] = 2000,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take before it gets 503.")] = 30.0,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    root_path: Annotated[str, typer.Option(
+        help="The path prefix a reverse proxy serves this under (e.g. /stance), for the links of /docs.")] = "",
+) -> None:
+    """Serve the model over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, /docs, and a page at /."""
+    from stance.serve import serve as run_serve
+
+    run_serve(model, host=host, port=port, workers=workers, access_log=access_log, backend=backend,
+              root_path=root_path, batch_size=batch_size, max_body_mb=max_body_mb, max_sentences=max_sentences,
+              timeout_s=timeout)
 
 
 @app.command()

@@ -10,6 +10,7 @@ renamed onto ``--out`` only when the run succeeds; an interrupted run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import itertools
@@ -28,8 +29,9 @@ import numpy as np
 
 from stance.articles import DEFAULT_MAX_ARTICLE_BYTES, expand_inputs, iter_articles
 from stance.errors import StanceError
-from stance.io import fault_point, os_error, output_lock
+from stance.io import fault_point, os_error, output_lock, write_text
 from stance.partial import PartialOutput, input_fingerprint
+from stance.render import Doc
 from stance.sentences import MAX_SENTENCE_CHARS, split_sentences
 
 FIELDS = ["doc_id", "sent_idx", "start", "end", "text", "label", "score", "scores"]
@@ -99,23 +101,31 @@ class _Writer:
 
     def write(self, p: _Pending, label: str, probs: np.ndarray, roles: dict | None = None) -> None:
         """One row; ``roles``: the sentence's holder and target (sentence offsets), for a model with spans."""
-        score = round(float(probs.max()), 4)
-        found = {}
-        if self.spans:
-            # Sentence offsets -> article offsets: the sentence is article[p.start:p.end].
-            found = {role: None if s is None else {"text": s["text"], "start": p.start + s["start"],
-                                                   "end": p.start + s["end"]}
-                     for role, s in (roles or {"holder": None, "target": None}).items()}
+        row = make_row(p, label, probs, self.labels, (roles or NO_ROLES) if self.spans else None)
         if self.fmt == "csv":
-            cells = [c for span in found.values() for c in
-                     ((span["text"], span["start"], span["end"]) if span else ("", "", ""))]
-            self.csv.writerow([p.doc_id, p.sent_idx, p.start, p.end, p.text, label, score,
+            cells = [c for role in ("holder", "target") if self.spans for c in
+                     ((row[role]["text"], row[role]["start"], row[role]["end"]) if row[role] else ("", "", ""))]
+            self.csv.writerow([p.doc_id, p.sent_idx, p.start, p.end, p.text, label, row["score"],
                                *(round(float(x), 4) for x in probs), *cells])
         else:
-            row = {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end,
-                   "text": p.text, "label": label, "score": score,
-                   "scores": {lab: round(float(x), 4) for lab, x in zip(self.labels, probs)}, **found}
             self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+NO_ROLES = {"holder": None, "target": None}
+
+
+def make_row(p: _Pending, label: str, probs: np.ndarray, labels: Sequence[str],
+             roles: dict | None = None) -> dict[str, Any]:
+    """One prediction row (``FIELDS``, plus holder/target when ``roles`` is given): the JSONL line, the HTML
+    report's input and `stance serve`'s answer.  Roles come in sentence offsets and leave in article offsets
+    (the sentence is article[p.start:p.end])."""
+    row = {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end,
+           "text": p.text, "label": label, "score": round(float(probs.max()), 4),
+           "scores": {lab: round(float(x), 4) for lab, x in zip(labels, probs)}}
+    if roles is not None:
+        row.update({role: None if s is None else {"text": s["text"], "start": p.start + s["start"],
+                                                  "end": p.start + s["end"]} for role, s in roles.items()})
+    return row
 
 
 def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[_Pending]:
@@ -206,9 +216,10 @@ def predict_articles(
     (``stance.partial``): finished articles are skipped, never written twice.
     """
     if fmt is None:
-        fmt = "csv" if out and str(out).lower().endswith(".csv") else "jsonl"
-    if fmt not in ("jsonl", "csv"):
-        raise StanceError(f"--format: must be jsonl or csv, got {fmt!r}")
+        suffix = Path(str(out or "")).suffix.lower()
+        fmt = "csv" if suffix == ".csv" else "html" if suffix in (".html", ".htm") else "jsonl"
+    if fmt not in ("jsonl", "csv", "html"):
+        raise StanceError(f"--format: must be jsonl, csv or html, got {fmt!r}")
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise StanceError(f"--min-score: must be between 0 and 1, got {min_score}")
     if batch_size < 1:
@@ -217,6 +228,11 @@ def predict_articles(
     # Resolve every input before opening the output: a missing file fails fast.
     files = expand_inputs(inputs)
     read = functools.partial(iter_articles, files, on_skip=summary.skip, max_article_bytes=max_article_bytes)
+    if fmt == "html":
+        if resume:
+            raise StanceError("--resume: not available with --format html (the report is written whole at the end)")
+        _predict_html(clf, read, out, summary, batch_size, min_score, window, quiet)
+        return summary
     if out is None or str(out) == "-":
         if resume:
             raise StanceError("--resume: needs --out FILE (stdout cannot be resumed)")
@@ -254,6 +270,46 @@ def _run_to_file(clf: Any, read: Any, sink: _FileSink, out: str | Path, summary:
         raise
     finally:
         sink.output.close()
+
+
+class _HtmlSink:
+    """Rows and article texts kept for the HTML report, which is rendered whole at the end."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.skip, self.writer, self.labels = 0, self, labels
+        self.docs: list[Doc] = []
+
+    def keep(self, articles: Iterable) -> Iterator:
+        for art in articles:  # in the reader thread; sentences come after their article, so docs[art_no] exists
+            self.docs.append(Doc(art.doc_id, text=art.text))
+            yield art
+
+    def write(self, p: _Pending, label: str, probs: np.ndarray, roles: dict | None = None) -> None:
+        self.docs[p.art_no].rows.append(make_row(p, label, probs, self.labels, roles))
+
+    def commit(self, articles_done: int, rows: int) -> None:
+        pass
+
+
+def _predict_html(clf: Any, read: Any, out: str | Path | None, summary: PredictSummary, batch_size: int,
+                  min_score: float | None, window: int, quiet: bool) -> None:
+    """Classify everything, then write the report atomically (or to stdout); a failed run writes nothing."""
+    from stance.render import render_report
+
+    to_stdout = out is None or str(out) == "-"
+    if to_stdout and sys.stdout is None:
+        raise StanceError("standard output is closed; write to a file with --out FILE")
+    with contextlib.nullcontext() if to_stdout else output_lock(out):
+        sink = _HtmlSink(clf.labels)
+        _run(clf, sink.keep(read()), sink, summary, batch_size, min_score, window, quiet)
+        name = f"{Path(clf.source).name} ({clf.backend.name})" if getattr(clf, "source", None) else None
+        page = render_report([d for d in sink.docs if d.rows], model=name,
+                             threshold=clf.min_score if min_score is None else min_score, labels=clf.labels)
+        if to_stdout:
+            sys.stdout.write(page)
+            sys.stdout.flush()
+        else:
+            write_text(out, page)
 
 
 class _StdoutSink:

@@ -14,9 +14,9 @@ Offsets always index into the original text: ``text[start:end] == sentence``.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
 _PARAGRAPH = re.compile(r"[^\n]+")
 _JOIN_START = re.compile(r"^[\s\"'“”‘’]*[a-z,;:)\]]")
@@ -58,11 +58,18 @@ class Sentence:
     part: int = 0
 
 
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
+_local = threading.local()
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def _segmenter():
+    # One per thread: pySBD's Segmenter keeps the text it is splitting on itself
+    # (``original_text``), so threads sharing one would get each other's sentences.
+    seg = getattr(_local, "segmenter", None)
+    if seg is None:
+        import pysbd
+
+        seg = _local.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return seg
 
 
 def _spans_in_paragraph(text: str, start: int, end: int) -> list[tuple[int, int]]:

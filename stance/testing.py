@@ -8,8 +8,14 @@ inference paths without the real weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +111,50 @@ def tiny_config_dict(backbone: Path, data: dict[str, Path], out: Path) -> dict[s
                   "early_stopping_patience": 0, "sampling": "random", "precision": "fp32"},
         "output_dir": str(out),
     }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(model: Path | str, *args: str, timeout: float = 120.0,
+                   stderr: Any = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`stance serve MODEL ARGS` as a real process on 127.0.0.1 and a free port; yields (process, base URL).
+
+    Returns once GET /healthz answers (or fails after ``timeout`` seconds); on leaving, sends
+    SIGTERM and waits (bounded) for the process to end, killing it if it does not.
+    """
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stance.cli", "serve", str(model), "--port", str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=stderr if stderr is not None else subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"stance serve exited with {proc.returncode} before answering")
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"stance serve did not answer within {timeout:g} s") from None
+                time.sleep(0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

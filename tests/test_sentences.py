@@ -42,3 +42,16 @@ def test_lowercase_fragment_rejoins():
     # pysbd splits after '?"' — the lowercase continuation belongs to it.
     out = texts('"Why now?" asked the minister. Nobody answered.')
     assert out == ['"Why now?" asked the minister.', "Nobody answered."]
+
+
+def test_threads_splitting_at_once_each_get_their_own_sentences():
+    # `stance serve` splits requests in worker threads; pySBD keeps the text being split on its
+    # Segmenter, so a Segmenter shared by threads hands one article's sentences to another.
+    from concurrent.futures import ThreadPoolExecutor
+
+    articles = [f"The minister accused the opposition on day {i}. The union denied it. Police met the mayor."
+                for i in range(400)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(texts, articles))
+    assert got == [[f"The minister accused the opposition on day {i}.", "The union denied it.",
+                    "Police met the mayor."] for i in range(400)]
