@@ -42,6 +42,9 @@ TITLE_PHRASES = sorted({tuple(t.split()) for t in (
     "prime minister", "secretary of state", "secretary", "foreign secretary", "home secretary", "chancellor", "mayor",
     "judge", "prof", "professor", "gen", "general", "rev", "candidate", "former")}, key=len, reverse=True)
 ARTICLES = ("the", "a", "an")
+ROLE_WORDS = {"leader", "chairman", "chairwoman", "chair", "spokesman", "spokeswoman", "spokesperson", "secretary",
+              "minister", "chancellor", "president", "chief", "head", "director", "mp", "mep", "candidate", "editor",
+              "governor", "senator", "mayor", "commissioner", "adviser", "advisor", "general", "deputy"}
 PRONOUN_WINDOW = 3
 EXAMPLES = 3
 _POSSESSIVE = re.compile(r"['’]s?$")
@@ -57,12 +60,18 @@ def core_words(name: str) -> list[str]:
     words = name.strip().strip(_EDGE_PUNCT).split()
     if words:
         words[-1] = _POSSESSIVE.sub("", words[-1])
-    while words and _lower(words[:1])[0] in ARTICLES:
+    while words and _lower(words[:1])[0] in ARTICLES + ("and", "or"):
         words = words[1:]
+    # A role before a name: "Tory leader Michael Howard", "UKIP's chairman Petrina Holdsworth" -> the name,
+    # when every word after the last role word is capitalised.
+    roles = [i for i, w in enumerate(_lower(words)) if w.split("-")[-1] in ROLE_WORDS]
+    if roles and roles[-1] < len(words) - 1 and all(w[:1].isupper() for w in words[roles[-1] + 1:]):
+        words = words[roles[-1] + 1:]
     # Never the whole name: "the President" stays "President" (the office is the actor).
     while phrase := next((p for p in TITLE_PHRASES if len(words) > len(p) and _lower(words[:len(p)]) == p), None):
         words = words[len(phrase):]
-    return words
+    # "the prime minister and Mr Brown" lost its title above; what is left starts with "and".
+    return core_words(" ".join(words[1:])) if len(words) > 1 and _lower(words[:1])[0] in ("and", "or") else words
 
 
 def actor_key(name: str) -> str:
@@ -155,7 +164,8 @@ def resolve(groups: Iterable[list[Mention]], net: Network) -> list[list[Mention]
     resolved = []
     for group in groups:
         for m in (m for m in group if not is_pronoun(m.text)):
-            m.key = _surname(actor_key(m.text), full_names[m.doc_id]) or None
+            key = actor_key(m.text)
+            m.key = None if (key,) in TITLE_PHRASES else _surname(key, full_names[m.doc_id]) or None
             if m.key:
                 net.spellings[m.key][" ".join(core_words(m.text))] += 1
                 if " " in m.key:

@@ -64,6 +64,9 @@ def test_actor_names_lose_case_possessives_articles_and_titles_but_not_the_whole
     assert actor_key("The Kremlin") == "kremlin"
     assert actor_key("the President") == "president"
     assert actor_key("State Department") == "state department"
+    assert actor_key("Tory leader Michael Howard") == actor_key("Lib Dem leader Michael Howard") == "michael howard"
+    assert actor_key("and Mr Brown") == actor_key("the prime minister and Mr Brown") == "brown"
+    assert actor_key("the party's chief executive") == "party's chief executive"
 
 
 def test_the_fixture_corpus_gives_its_known_edges(tmp_path):
