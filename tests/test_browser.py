@@ -84,6 +84,17 @@ def test_the_page_highlights_an_accusation_and_a_denial_pasted_and_sent_with_the
         page.set_viewport_size({"width": 360, "height": 740})  # a phone
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert page.get_by_role("button", name="Find stances").is_visible()
+        # A web page chosen as a file: its main text is extracted on the server, menus dropped.
+        html = tmp_path / "page.html"
+        html.write_text(f"<html><body><nav>Home | Sport | Weather</nav><article><h1>{HEADLINE}</h1><p>{ACCUSATION} "
+                        f"It came after a long and bitter week of talks in the city.</p></article></body></html>")
+        page.get_by_label("Or choose a .txt or .html file").set_input_files(str(html))
+        page.get_by_text("Loaded page.html").wait_for(timeout=10_000)
+        assert page.get_by_label("The text is an HTML page").is_checked()
+        page.get_by_role("button", name="Find stances").click()
+        page.locator('#result .doc', has_text="page.html").first.wait_for(timeout=30_000)
+        shown = page.locator("#result .text").inner_text()
+        assert ACCUSATION in shown and "Home | Sport" not in shown
         page.close()
 
 

@@ -88,7 +88,7 @@ def test_healthz_the_page_and_the_openapi_docs_answer(client):
 ])
 def test_bad_json_and_wrong_fields_get_422_naming_the_field(client, body, message):
     r = client.post("/v1/predict", content=body, headers={"content-type": "application/json"})
-    assert r.status_code == 422 and r.json()["detail"] == message or message in r.json()["detail"], r.text
+    assert r.status_code == 422 and message in r.json()["detail"], r.text
 
 
 def test_a_body_over_the_limit_gets_413_whether_or_not_it_announces_its_length(trained_model):
