@@ -73,10 +73,11 @@ class MicroBatcher:
         """``fn(*args)`` in the preparation thread (splitting, tokenizing), off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.prep, fn, *args)
 
-    async def scores(self, ids: list[list[int]]) -> np.ndarray:
-        """Class probabilities for these token ids, computed together with other waiting requests'."""
+    async def scores(self, ids: list[list[int]]) -> tuple[np.ndarray, list | None]:
+        """Class probabilities for these token ids, computed together with other waiting requests', and
+        each row's span logits when the model has a span head (else None)."""
         if not ids:
-            return np.empty((0, len(self.clf.labels)), dtype=np.float32)
+            return np.empty((0, len(self.clf.labels)), dtype=np.float32), [] if self.clf.has_spans else None
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # started lazily, in the loop that serves (a test client may bring its own)
             self._loop, self._queue = loop, asyncio.Queue()
@@ -106,7 +107,7 @@ class MicroBatcher:
                 continue
             ids = [x for job_ids, _ in jobs for x in job_ids]
             try:
-                probs = await loop.run_in_executor(self.executor, self._forward, ids)
+                probs, spans = await loop.run_in_executor(self.executor, self._forward, ids)
             except Exception as e:  # noqa: BLE001 - every waiting request gets the error, the consumer lives on
                 for _, fut in jobs:
                     if not fut.done():
@@ -116,15 +117,20 @@ class MicroBatcher:
             pos = 0
             for job_ids, fut in jobs:
                 if not fut.done():
-                    fut.set_result(probs[pos:pos + len(job_ids)])
+                    end = pos + len(job_ids)
+                    fut.set_result((probs[pos:end], None if spans is None else spans[pos:end]))
                 pos += len(job_ids)
 
-    def _forward(self, ids: list[list[int]]) -> np.ndarray:
-        # The same batching by token length as `stance predict` (StanceClassifier.iter_token_scores).
+    def _forward(self, ids: list[list[int]]) -> tuple[np.ndarray, list | None]:
+        # The same batching by token length as `stance predict` (StanceClassifier.iter_outputs).
         probs = np.empty((len(ids), len(self.clf.labels)), dtype=np.float32)
-        for rows, p in self.clf.iter_token_scores(ids, batch_size=self.batch_size):
+        spans: list | None = [None] * len(ids) if self.clf.has_spans else None
+        for rows, p, logits in self.clf.iter_outputs(ids, batch_size=self.batch_size):
             probs[rows] = p
-        return probs
+            if spans is not None and logits is not None:  # one row's tag logits each, padding included
+                for k, i in enumerate(rows):
+                    spans[i] = logits[k]
+        return probs, spans
 
     async def close(self) -> None:
         """Stop the consumer and wait for a model call in progress; the next request starts them again."""

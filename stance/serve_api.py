@@ -144,11 +144,14 @@ def build_app(clf: Any, batcher: Any, settings: Any, info: dict[str, Any]) -> Fa
         if len(items) > settings.max_sentences:
             raise HTTPException(413, f"{'articles' if req.articles is not None else 'sentences'}: {len(items)} "
                                      f"sentences, over the limit of {settings.max_sentences} per request")
-        ids, _ = await batcher.prepare(clf.tokenize, [p.text for p in items])
-        probs = await batcher.scores(ids)
+        texts = [p.text for p in items]
+        ids, _, offsets = await batcher.prepare(clf.encode, texts, clf.has_spans)
+        probs, spans = await batcher.scores(ids)
         labels = clf.decide(probs, req.min_score)
         stats["sentences"] += len(items)
-        return [make_row(p, lab, pr, clf.labels) for p, lab, pr in zip(items, labels, probs)]
+        # A span model's rows carry holder and target, as `stance predict` writes them.
+        roles = clf.roles(labels, spans, offsets, texts) if spans is not None else [None] * len(items)
+        return [make_row(p, lab, pr, clf.labels, r) for p, lab, pr, r in zip(items, labels, probs, roles)]
 
     async def answer(req: PredictIn) -> tuple[list[dict[str, Any]], list[Article]]:
         stats["requests"] += 1
@@ -167,7 +170,8 @@ def build_app(clf: Any, batcher: Any, settings: Any, info: dict[str, Any]) -> Fa
 
     @app.post("/v1/predict", summary="Classify the sentences of articles, or sentences as given")
     async def predict(req: PredictIn) -> dict[str, Any]:
-        """The same rows as `stance predict` writes (doc_id, sent_idx, start, end, text, label, score, scores)."""
+        """The same rows as `stance predict` writes (doc_id, sent_idx, start, end, text, label, score, scores; and
+        holder, target for a model trained with spans)."""
         return {"rows": (await answer(req))[0]}
 
     @app.post("/v1/report", response_class=HTMLResponse, summary="The HTML report's rendering of the rows")

@@ -287,3 +287,24 @@ def test_a_run_without_spans_keeps_the_checkpoint_fingerprint_of_older_stance(ti
     cfg["model"]["spans"] = True
     fingerprint = run_fingerprint(config_from_dict(cfg))
     assert fingerprint["model.spans"] is True and fingerprint["train.span_loss_weight"] == 1.0
+
+
+def test_serve_answers_a_span_model_with_the_holder_and_target_stance_predict_writes(exported, articles, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from stance.serve import create_app
+
+    model, _ = exported
+    folder, _ = articles
+    path = sorted(folder.iterdir())[0]
+    predict_articles(StanceClassifier.load(model, backend="onnx"), [str(path)], out=tmp_path / "o.jsonl", quiet=True)
+    want = read_jsonl(tmp_path / "o.jsonl")
+    with TestClient(create_app(model, backend="onnx")) as client:
+        r = client.post("/v1/predict", json={"articles": [{"id": want[0]["doc_id"], "text": path.read_text()}]})
+    assert r.status_code == 200, r.text
+    got = r.json()["rows"]
+    assert [list(x) for x in got] == [FIELDS + ["holder", "target"]] * len(want)
+    assert [(x["label"], x["holder"], x["target"]) for x in got] == \
+           [(x["label"], x["holder"], x["target"]) for x in want]
+    assert any(x["holder"] for x in got)  # the article has stance sentences with a holder, so this is no empty check
