@@ -64,6 +64,16 @@ def record_model(model_dir: Path, cfg: Any, setting: Setting, seed: int) -> dict
         # threshold is applied on top in the report (threshold_to_none).
         record[split] = compute_metrics(data.labels, clf.decide(probs, 0.0), clf.labels, probs)
         record[f"{split}_probs"] = _rounded(probs)
+    # As `stance train` measured them (its dev-chosen threshold applied, as shipped): the extra test
+    # sets (e.g. PolNeAR) and, for a model with a span head, holder/target agreement.  Runs recorded
+    # before these existed simply lack them.
+    extra = {name: {k: trained[name][k] for k in ("n", "accuracy", "macro_f1", "per_class")}
+             for name in trained.get("extra_test", []) if name in trained}
+    if extra:
+        record["extra_test"] = extra
+    spans = {split: trained[split]["spans"] for split in ("dev", "test") if "spans" in trained.get(split, {})}
+    if spans:
+        record["spans"] = spans
     return record
 
 
