@@ -1,7 +1,7 @@
 """Annotation round 6: candidates from PolNeAR `train` articles, 2015-16 US campaign news.
 
 Rounds 2-5 drew from the first corpus's sources, which hold almost no support left
-(round 5's 33 support calls were 9% right).  Campaign news is full of endorsements,
+(round 5's support calls were nearly all wrong, data/README.md).  Campaign news is full of endorsements,
 attacks and denials, so round 6 draws from the 840 articles of PolNeAR's `train`
 compartment (Nov 2015 - 7 Sep 2016; ../shared/data/raw/polnear/SOURCE.md).  The test
 set data/test_polnear.jsonl is PolNeAR's `dev` compartment (8 Sep - 7 Oct 2016), a
@@ -22,23 +22,26 @@ equal a dev sentence, and both are checked again on the drawn rows (StanceError 
                               the current model's stance calls (seeded draw per label) and
                               its least-sure `none` calls (corpus/active_round.select, as in
                               rounds 2-5): its false calls are the hard negatives it lacks,
-                              its unsure `none`s hide the stances it misses; every support
-                              call is wanted, support being the rarest class (980 rows)
+                              its unsure `none`s hide the stances it misses; support calls
+                              get the largest share, support being the rarest class
             cue_support / cue_deny / cue_accuse
                               a seeded draw of the sentences left that hold a stance cue word
                               (corpus/cues.cue_kinds), filed under their rarest class's cue
                               (support, then deny, then accuse); support cues oversampled.
-                              Drawn after the model, they hold the cue sentences it did not
-                              call: its blind spots for the words the annotators key on, and
-                              the non-stance senses ("his supporters", "backed up traffic")
-                              a model must learn to pass over
+                              Drawn after the model strata, they are mostly cue sentences
+                              the model calls `none` with confidence: its blind spots for the
+                              words a stance often rides on, and the non-stance senses ("his
+                              supporters", "backed up traffic") a model must learn to pass over
 
 Every row keeps its provenance (article file, publisher, character offsets: the
-article's text[start:end] is the sentence) and the model's call and score for analysis;
+article's text[start:end] is the sentence) and, for analysis only, the model's call
+(model_pred: the argmax, as in rounds 2-5, without the model's min_score threshold, so
+its borderline calls count as calls) and model_score (that label's calibrated probability);
 annotators see only id, source and text (build_corpus.py batches writes nothing else).
 
-Round 6 (model: the default recipe on rounds 1-5, data/README.md "Round 6"):
-    python scripts/polnear_round.py --model models/stance-minilm --round round6
+Round 6 (model: the default recipe on rounds 1-5, seed 42, with the holder/target span
+head, of which only the stance head is used here; data/README.md "Round 6"):
+    python scripts/polnear_round.py --model models/stance-spans --round round6
     python scripts/build_corpus.py --round round6 batches --n-batches 6 --double 55
 """
 
@@ -62,8 +65,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Sentences per stratum (upper bounds).  About 3,200 in all, so that after the non-sentences
-# annotators skip (6% of the PolNeAR test draw) at least 3,000 labeled rows remain.
+# Sentences per stratum (upper bounds).  About 3,200 in all, so that at least 3,000 labeled rows remain
+# after annotators skip the non-sentences (datelines, credits; see the PolNeAR test set in data/README.md).
+# The model strata favour support (the class to grow) and accuse (the weakest label, data/README.md).
 QUOTAS = {
     "random": 1050,
     "active_support": 500, "active_deny": 150, "active_accuse": 250, "active_uncertain": 400,
