@@ -1,6 +1,6 @@
 """The PolNeAR test set: random sentences of 2016 US campaign news, a second test domain.
 
-  sample    split every article of PolNeAR's `dev` compartment (84 articles of Nov 2016,
+  sample    split every article of PolNeAR's `dev` compartment (84 articles of 8 Sep - 7 Oct 2016,
             ../shared/data/raw/polnear/, see its SOURCE.md) into sentences with the splitter
             `stance predict` uses, and draw --n of them uniformly at random (not by cue words,
             so the label mix is the real one) into data/annotation/polnear_test/candidates.jsonl,

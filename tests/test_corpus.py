@@ -57,8 +57,15 @@ def test_every_round_is_a_folder_of_annotation_and_a_file_of_training_rows():
     for name in rounds:
         ann = DATA / "annotation" / name
         assert (ann / "candidates.jsonl").is_file() and (ann / "gold.jsonl").is_file() and (ann / "labels").is_dir()
+    # A round being labeled has its candidates and blind batches, and no training rows yet.
+    labeling = sorted(p.name for p in (DATA / "annotation").glob("round*") if p.name not in rounds)
+    for name in labeling:
+        ann = DATA / "annotation" / name
+        assert (ann / "candidates.jsonl").is_file() and (ann / "assignment.json").is_file(), name
+        assert sorted(p.name for p in (ann / "batches").glob("batch_*.jsonl")), name
     # Nothing of a round is left beside the rounds' folders.
-    assert sorted(p.name for p in (DATA / "annotation").iterdir()) == ["polnear_test", *rounds, "spans"]
+    assert sorted(p.name for p in (DATA / "annotation").iterdir()) == sorted(
+        ["polnear_test", *rounds, *labeling, "spans"])
     assert sorted(p.name for p in DATA.glob("*.jsonl")) == sorted(HELD_OUT_SHA256)
 
 
