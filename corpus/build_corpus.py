@@ -39,6 +39,7 @@ from pathlib import Path
 
 from corpus.cues import keyword_rule
 from corpus.jsonl import read_jsonl, write_jsonl
+from corpus.spans import label_pass_agreement, label_pass_spans
 from stance.errors import StanceError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,9 @@ def cmd_merge(args: argparse.Namespace) -> None:
     adjud = {r["id"]: r for r in read_jsonl(adjud_path)} if adjud_path.exists() else {}
 
     report = pass_agreement(first, second)
+    spans = label_pass_agreement(first, second, {i: c["text"] for i, c in cands.items()})
+    if spans:  # the labelers of this round also marked holder and target
+        report["spans"] = spans
     ids = sorted(second)
     disagreements = [i for i in ids if first[i]["label"] != second[i]["label"]]
     write_jsonl(ann / "disagreements.jsonl", [
@@ -153,10 +157,12 @@ def cmd_merge(args: argparse.Namespace) -> None:
                 label, confidence, how = f["label"], "low", "unadjudicated"
         if label == "skip":
             continue
+        decided_by = adjud[i] if how == "adjudicated" else f
         gold.append({"id": i, "text": c["text"], "label": label, "source": c["source"], "doc_id": c["doc_id"],
                      "confidence": confidence, "stratum": c["stratum"], "agreement": how,
                      "orig_label": c["orig_label"],
-                     **{k: c[k] for k in ("model_pred", "model_score") if k in c}})
+                     **{k: c[k] for k in ("model_pred", "model_score") if k in c},
+                     **label_pass_spans(label, decided_by, c["text"], f"{ann}: {i}")})
     # A one-rule review pass (cmd_review) overrides the labels it re-read.
     reviewed = {r["id"]: r for f in sorted((ann / "review" / "labels").glob("*.jsonl")) for r in read_jsonl(f)}
     changed = Counter()
@@ -165,6 +171,8 @@ def cmd_merge(args: argparse.Namespace) -> None:
         if r and r["label"] != g["label"]:
             changed[f"{g['label']}->{r['label']}"] += 1
             g.update(label=r["label"], confidence=r["confidence"], agreement=f"reviewed ({g['agreement']})")
+            for role in ("holder", "target"):  # marked for the old label: the row goes unmarked
+                g.pop(role, None)
     if reviewed:
         report["review"] = {"reread": len(reviewed), "changed": dict(changed)}
     gold = [g for g in gold if g["label"] != "skip"]
@@ -310,7 +318,9 @@ def cmd_extend(args: argparse.Namespace) -> None:
     if leaks or dupes:
         raise SystemExit(f"{len(leaks)} rows from dev/test stories (e.g. {leaks[:3]}), "
                          f"{len(dupes)} already labeled (e.g. {dupes[:3]})")
-    write_jsonl(out, [{f: r[f] for f in FIELDS} for r in sorted(gold, key=lambda r: r["id"])])
+    # Holder and target travel with the rows whose labelers marked them (round 6 on).
+    write_jsonl(out, [{f: r[f] for f in FIELDS + ["holder", "target"] if f in r}
+                      for r in sorted(gold, key=lambda r: r["id"])])
     print(f"{len(gold)} rows -> {out}: " + " ".join(f"{lab}={sum(r['label'] == lab for r in gold)}"
                                                  for lab in LABELS))
 

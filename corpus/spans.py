@@ -104,6 +104,15 @@ def locate(text: str, span: str | None, occ: int, where: str) -> dict | None:
     return {"text": span, "start": starts[occ], "end": starts[occ] + len(span)}
 
 
+def row_spans(r: dict, text: str, where: str) -> dict[str, dict | None]:
+    """An annotator's holder and target as sentence offsets; they must not overlap."""
+    spans = {role: locate(text, r.get(role), int(r.get(f"{role}_occ") or 0), where) for role in ROLES}
+    if spans["holder"] and spans["target"] and spans["holder"]["start"] < spans["target"]["end"] \
+            and spans["target"]["start"] < spans["holder"]["end"]:
+        raise StanceError(f"{where}: holder and target overlap")
+    return spans
+
+
 def read_pass(paths: list[Path], texts: dict[str, str]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for path in paths:
@@ -111,13 +120,29 @@ def read_pass(paths: list[Path], texts: dict[str, str]) -> dict[str, dict]:
             where = f"{path}:{n} ({r.get('id')})"
             if r.get("id") not in texts:
                 raise StanceError(f"{where}: id is not a stance sentence of the batches")
-            spans = {role: locate(texts[r["id"]], r.get(role), int(r.get(f"{role}_occ") or 0), where)
-                     for role in ROLES}
-            if spans["holder"] and spans["target"] and spans["holder"]["start"] < spans["target"]["end"] \
-                    and spans["target"]["start"] < spans["holder"]["end"]:
-                raise StanceError(f"{where}: holder and target overlap")
+            spans = row_spans(r, texts[r["id"]], where)
             out[r["id"]] = {"id": r["id"], **spans, **({"note": r["note"]} if r.get("note") else {})}
     return out
+
+
+def label_pass_spans(label: str, decided_by: dict, text: str, where: str) -> dict[str, dict | None]:
+    """Holder and target of a round whose labelers also marked spans (round 6 on): those of the pass
+    (or adjudication) whose label became the gold label; {} for `none` rows, which lack the fields
+    like every unmarked row."""
+    if label not in STANCES or "holder" not in decided_by:
+        return {}
+    return row_spans(decided_by, text, where)
+
+
+def label_pass_agreement(first: dict[str, dict], second: dict[str, dict], texts: dict[str, str]) -> dict | None:
+    """Span agreement between two label passes, over the double items both called the same stance."""
+    ids = sorted(i for i in second if first[i]["label"] == second[i]["label"] in STANCES
+                 and "holder" in first[i] and "holder" in second[i])
+    if not ids:
+        return None
+    a = {i: row_spans(first[i], texts[i], f"first pass of {i}") for i in ids}
+    b = {i: row_spans(second[i], texts[i], f"second pass of {i}") for i in ids}
+    return agreement(a, b, {i: first[i]["label"] for i in ids})
 
 
 def _text(span: dict | None) -> str | None:

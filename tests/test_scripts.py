@@ -257,6 +257,37 @@ def test_build_corpus_batches_merges_splits_and_extends_in_a_given_data_folder(t
     assert read_rows(data / "train" / "round2.jsonl") == [new]
 
 
+def test_a_round_whose_labelers_mark_spans_carries_the_winning_passes_holder_and_target_into_train(tmp_path):
+    raw, data = tiny_raw(tmp_path / "raw"), tmp_path / "data"
+    texts = {"a": "The mayor accused the council of lying.", "b": "He denied it.", "c": "It rained in Leeds."}
+    ann = data / "annotation" / "round6"
+    (ann / "labels").mkdir(parents=True)
+    write_jsonl(ann / "candidates.jsonl", [{"id": i, "text": t, "source": "polnear", "doc_id": f"polnear-{i}",
+                                            "orig_label": None, "stratum": "random"} for i, t in texts.items()])
+    (ann / "assignment.json").write_text(json.dumps({"a": 0, "b": 0, "c": 1}))
+    mayor = {"label": "accuse", "confidence": "high", "holder": "The mayor", "target": "the council"}
+    write_jsonl(ann / "labels" / "batch_00.jsonl", [
+        {"id": "a", **mayor}, {"id": "b", "label": "none", "confidence": "low", "holder": None, "target": None}])
+    write_jsonl(ann / "labels" / "batch_01.jsonl", [  # second passes: "a" agrees (other span), "b" disagrees
+        {"id": "c", "label": "none", "confidence": "high", "holder": None, "target": None},
+        {"id": "a", **mayor, "holder": "The mayor accused"},
+        {"id": "b", "label": "deny", "confidence": "high", "holder": "He", "target": "it"}])
+    write_jsonl(ann / "adjudication.jsonl", [{"id": "b", "label": "deny", "confidence": "high", "holder": "He",
+                                              "target": "it", "by": "adjudicator", "why": "a denial"}])
+    run_script("build_corpus.py", "--data-dir", data, "--round", "round6", "merge")
+    report = json.loads((ann / "agreement.json").read_text())
+    assert report["spans"]["n_double"] == 1 and report["spans"]["holder"]["exact_match"] == 0.0
+    assert report["spans"]["target"]["exact_match"] == 1.0
+    for split in ("dev", "test"):
+        write_jsonl(data / f"{split}.jsonl", [])
+    run_script("build_corpus.py", "--data-dir", data, "--round", "round6", "extend", "--raw", raw)
+    rows = {r["id"]: r for r in read_rows(data / "train" / "round6.jsonl")}
+    assert rows["a"]["holder"] == {"text": "The mayor", "start": 0, "end": 9}  # the first pass's, as agreed
+    assert rows["a"]["target"] == {"text": "the council", "start": 19, "end": 30}
+    assert rows["b"]["label"] == "deny" and rows["b"]["holder"] == {"text": "He", "start": 0, "end": 2}
+    assert "holder" not in rows["c"] and "target" not in rows["c"]  # none rows stay unmarked
+
+
 def test_active_round_scores_the_unlabeled_pool_outside_dev_test_and_earlier_rounds(tmp_path, trained_model):
     from stance.export import export
 
