@@ -53,7 +53,7 @@ def test_every_shipped_span_is_the_text_at_its_offsets_and_only_on_stance_rows()
 
 def test_every_round_is_a_folder_of_annotation_and_a_file_of_training_rows():
     rounds = sorted(p.stem for p in (DATA / "train").glob("*.jsonl"))
-    assert rounds == [f"round{n}" for n in range(1, 6)]
+    assert rounds == [f"round{n}" for n in range(1, 7)]
     for name in rounds:
         ann = DATA / "annotation" / name
         assert (ann / "candidates.jsonl").is_file() and (ann / "gold.jsonl").is_file() and (ann / "labels").is_dir()
