@@ -69,18 +69,20 @@ class PredictSummary:
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """A sentence waiting to be classified: where it sits in its article."""
+
     doc_id: str
     sent_idx: int
     start: int
     end: int
     text: str
-    art_no: int  # ordinal of the article in this run's input stream
+    art_no: int = 0  # ordinal of the article in this run's input stream
 
 
 @dataclass
 class _Window:
-    items: list[_Pending]
+    items: list[Pending]
     articles_done: int  # articles of this run's stream fully inside this and earlier windows
 
 
@@ -93,34 +95,46 @@ class _Writer:
             if header:  # not again when a resumed run appends
                 self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels])
 
-    def write(self, p: _Pending, label: str, probs: np.ndarray) -> None:
-        score = round(float(probs.max()), 4)
+    def write(self, row: dict[str, Any]) -> None:
         if self.fmt == "csv":
-            self.csv.writerow([p.doc_id, p.sent_idx, p.start, p.end, p.text, label, score,
-                               *(round(float(x), 4) for x in probs)])
+            self.csv.writerow([*(row[f] for f in FIELDS[:-1]), *(row["scores"][lab] for lab in self.labels)])
         else:
-            row = {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end,
-                   "text": p.text, "label": label, "score": score,
-                   "scores": {lab: round(float(x), 4) for lab, x in zip(self.labels, probs)}}
             self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[_Pending]:
+def prediction_row(p: Pending, label: str, probs: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """One output row (``FIELDS``): `stance predict` writes it, and the Ray path (stance.distributed) too."""
+    return {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end, "text": p.text,
+            "label": label, "score": round(float(probs.max()), 4),
+            "scores": {lab: round(float(x), 4) for lab, x in zip(labels, probs)}}
+
+
+def classify_items(clf: Any, items: Sequence[Pending], ids: list[list[int]], batch_size: int,
+                   min_score: float | None) -> list[dict[str, Any]]:
+    """The rows of sentences already tokenized (``ids``), scored in length-sorted batches."""
+    probs = np.empty((len(items), len(clf.labels)), dtype=np.float32)
+    for rows, p in clf.iter_token_scores(ids, batch_size=batch_size):
+        probs[rows] = p
+    labels = clf.decide(probs, min_score)
+    return [prediction_row(item, label, p, clf.labels) for item, label, p in zip(items, labels, probs)]
+
+
+def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[Pending]:
     for art_no, art in enumerate(articles):
         summary.articles += 1
         for i, s in enumerate(split_sentences(art.text)):
             summary.cut += s.part == 1
-            yield _Pending(art.doc_id, i, s.start, s.end, s.text, art_no)
+            yield Pending(art.doc_id, i, s.start, s.end, s.text, art_no)
 
 
-def _windows(items: Iterator[_Pending], size: int, summary: PredictSummary) -> Iterator[_Window]:
+def _windows(items: Iterator[Pending], size: int, summary: PredictSummary) -> Iterator[_Window]:
     """Windows of at least ``size`` sentences that end only between articles.
 
     Ending on article boundaries makes every window a function of the articles
     from its start on, so a resumed run (which starts at a boundary) batches, and
     therefore scores, every sentence exactly as an uninterrupted run would.
     """
-    window: list[_Pending] = []
+    window: list[Pending] = []
     for item in items:
         if len(window) >= size and item.art_no != window[-1].art_no:
             yield _Window(window, item.art_no)
@@ -272,16 +286,13 @@ def _run(clf: Any, articles: Iterable, sink: Any, summary: PredictSummary, batch
     windows = _windows(iter_sentences(articles, summary), window, summary)
     with tqdm(unit=" sent", disable=quiet, desc="Classifying") as bar:
         for n, (chunk, ids, truncated) in enumerate(_prefetch(clf, windows), start=1):
-            probs = np.empty((len(chunk.items), len(clf.labels)), dtype=np.float32)
-            for rows, p in clf.iter_token_scores(ids, batch_size=batch_size):
-                probs[rows] = p
+            rows = classify_items(clf, chunk.items, ids, batch_size, min_score)
             summary.truncated += int(truncated.sum())
-            labels = clf.decide(probs, min_score)
-            for item, label, p in zip(chunk.items, labels, probs):
-                sink.writer.write(item, label, p)
+            for row in rows:
+                sink.writer.write(row)
             fault_point(f"predict-window-{n}")  # rows written, not yet committed
             sink.commit(chunk.articles_done, len(chunk.items))
-            summary.labels.update(labels)
+            summary.labels.update(row["label"] for row in rows)
             summary.sentences += len(chunk.items)
             bar.update(len(chunk.items))
     summary.seconds = time.perf_counter() - t0
