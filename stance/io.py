@@ -223,6 +223,8 @@ OUTPUT_KINDS: dict[str, tuple[tuple[tuple[str, ...], ...], str]] = {
     "report": ((("metrics.json",), ("summary.json",)), "a stance evaluate report"),
     # model.onnx alone: an export killed before it wrote backends.json.
     "onnx": ((("backends.json",), ("model.onnx",)), "a stance ONNX export"),
+    # Written last by `stance predict --engine ray`, after every part file.
+    "predictions": ((("_SUCCESS",),), "a stance predict --engine ray output"),
 }
 
 
