@@ -142,9 +142,9 @@ def predict(
 ) -> None:
     """Split articles into sentences and classify each one."""
     from stance.articles import max_article_bytes_from_mb
-    from stance.distributed_io import check_engine, predict_with_ray
     from stance.modeling import StanceClassifier
     from stance.predict import predict_articles
+    from stance.ray_predict import check_engine, predict_with_ray
 
     max_article_bytes = max_article_bytes_from_mb(max_article_mb)
     check_engine(engine, resume=resume, address=address, actors=actors, cpus_per_actor=cpus_per_actor,

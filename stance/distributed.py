@@ -43,17 +43,17 @@ def require_ray() -> Any:
 # -- articles -> sentences (stateless) --------------------------------------------------------
 
 
-def _article_schema() -> Any:
+def article_schema() -> Any:
     import pyarrow as pa
 
     return pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("_skip", pa.string())])
 
 
-def check_articles(batch: Any, max_article_bytes: int) -> Any:
+def check_articles(batch: Any, max_article_bytes: int, source: str = "dataset") -> Any:
     """(id, text) rows -> (doc_id, text, _skip): a row that cannot be an article keeps only its reason.
 
-    The same reasons as for a JSONL line in `stance predict`: not UTF-8, binary (a NUL),
-    oversized article; and an id or text missing, which a typed table can hold.
+    The reasons of a JSONL line in `stance predict` (binary: a NUL; oversized article; no text
+    string), and a missing id, which a typed table can hold.  Arrow strings are valid UTF-8.
     """
     import pyarrow as pa
 
@@ -66,16 +66,13 @@ def check_articles(batch: Any, max_article_bytes: int) -> Any:
             reason = "no 'text' string"
         elif "\x00" in text:
             reason = "binary"
-        else:
-            try:
-                reason = "oversized article" if len(text.encode("utf-8")) > max_article_bytes else None
-            except UnicodeEncodeError:  # a lone surrogate
-                reason = "not UTF-8"
+        elif len(text.encode("utf-8")) > max_article_bytes:
+            reason = "oversized article"
         if reason:
-            warn(f"article {doc_id}: {reason}, skipped")
+            warn(f"{source}: article {doc_id}: {reason}, skipped")
         rows.append({"doc_id": None if doc_id is None else str(doc_id), "text": None if reason else text,
                      "_skip": reason})
-    return pa.Table.from_pylist(rows, schema=_article_schema())
+    return pa.Table.from_pylist(rows, schema=article_schema())
 
 
 def _sentence_schema() -> Any:
@@ -112,6 +109,17 @@ def _row_schema(labels: list[str]) -> Any:
                       ("_skip", pa.string()), ("_cut", pa.int64()), ("_truncated", pa.bool_())])
 
 
+def _span_type() -> Any:
+    import pyarrow as pa
+
+    return pa.struct([("text", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
+
+
+# Fields a classifier may add to its rows, typed here so that a batch where all are null still
+# writes the type every other part file has (holder and target: null or a span of the article).
+EXTRA_TYPES = {"holder": _span_type, "target": _span_type}
+
+
 def _to_table(rows: list[dict[str, Any]], schema: Any) -> Any:
     """Rows as a table of ``schema``; fields the classifier added beyond it follow as further columns."""
     import pyarrow as pa
@@ -119,7 +127,8 @@ def _to_table(rows: list[dict[str, Any]], schema: Any) -> Any:
     table = pa.Table.from_pylist(rows, schema=schema)
     extra = [k for k in (rows[0] if rows else {}) if k not in schema.names]
     for key in extra:
-        table = table.append_column(key, pa.array([r.get(key) for r in rows]))
+        kind = EXTRA_TYPES[key]() if key in EXTRA_TYPES else None
+        table = table.append_column(key, pa.array([r.get(key) for r in rows], type=kind))
     return table
 
 
@@ -229,8 +238,8 @@ def check_model(model_dir: str | Path, backend: str) -> None:
         check_backend(backend)
 
 
-def pool_size(actors: int | None, cpus_per_actor: int = 1, gpus_per_actor: float = 0) -> int:
-    """``actors``, or as many as the cluster's CPUs (GPUs, with ``gpus_per_actor``) hold."""
+def pool_size(actors: int | None, cpus_per_actor: int = 1, gpus_per_actor: float = 0, spare_cpus: int = 0) -> int:
+    """``actors``, or as many as the cluster's CPUs (less ``spare_cpus``; or its GPUs, with ``gpus_per_actor``) hold."""
     import ray
 
     if actors is not None:
@@ -238,7 +247,7 @@ def pool_size(actors: int | None, cpus_per_actor: int = 1, gpus_per_actor: float
     resources = ray.cluster_resources()
     if gpus_per_actor:
         return max(1, int(resources.get("GPU", 0) // gpus_per_actor))
-    return max(1, int(resources.get("CPU", 1) // cpus_per_actor))
+    return max(1, int((resources.get("CPU", 1) - spare_cpus) // cpus_per_actor))
 
 
 def helper_tasks(actors: int) -> Any:
@@ -255,8 +264,13 @@ def helper_tasks(actors: int) -> Any:
 
 def classified(ds: Any, model_dir: str | Path, backend: str = "auto", batch_size: int = 64,
                min_score: float | None = None, actors: int | None = None, cpus_per_actor: int = 1,
-               gpus_per_actor: float = 0, window: int = 1024, runtime_env: dict | None = None) -> Any:
-    """Article rows (doc_id, text, _skip) -> prediction rows and marker rows (see the module docstring)."""
+               gpus_per_actor: float = 0, window: int = 1024, runtime_env: dict | None = None,
+               ship: bool | None = None) -> Any:
+    """Article rows (doc_id, text, _skip) -> prediction rows and marker rows (see the module docstring).
+
+    ``ship``: send the model's files through the object store (default: when the cluster has
+    more than this node, whose folders the others may not see); else actors read ``model_dir``.
+    """
     ray = require_ray()
     from ray.data import ActorPoolStrategy
 
@@ -267,7 +281,9 @@ def classified(ds: Any, model_dir: str | Path, backend: str = "auto", batch_size
     # block could hold every sentence, for one actor.  Blocks of about a window spread them out.
     ds.context.target_max_block_size = min(ds.context.target_max_block_size or 1 << 62, window * 256)
     split = ds.map_batches(split_articles, batch_format="pyarrow", batch_size=16, **helper_tasks(actors))
-    model = ray.put(ship_model(model_dir))
+    if ship is None:
+        ship = len([n for n in ray.nodes() if n.get("Alive")]) > 1
+    model = ray.put(ship_model(model_dir)) if ship else str(Path(model_dir).resolve())
     return split.map_batches(
         ClassifyBatch, batch_format="pyarrow", batch_size=window, compute=ActorPoolStrategy(size=actors),
         fn_constructor_args=(model, backend, batch_size, min_score, cpus_per_actor, gpus_per_actor),
@@ -283,20 +299,26 @@ def _public(batch: Any) -> Any:
 def predict_dataset(ds: Any, model_dir: str | Path, backend: str = "auto", batch_size: int = 64,
                     min_score: float | None = None, actors: int | None = None, cpus_per_actor: int = 1,
                     gpus_per_actor: float = 0, max_article_bytes: int = DEFAULT_MAX_ARTICLE_BYTES,
-                    window: int = 1024) -> Any:
+                    window: int = 1024, ship: bool | None = None) -> Any:
     """A Ray Dataset of articles (columns ``id``, ``text``) -> a Ray Dataset of `stance predict` rows.
 
-    ``actors`` (default: the cluster's CPUs // ``cpus_per_actor``, or its GPUs // ``gpus_per_actor``)
-    each load the model once; ``batch_size`` is sentences per forward pass, ``window`` sentences
-    per actor call.  Articles that cannot be read (no text, NUL, over ``max_article_bytes``) are
-    skipped with a warning.  Lazy, like every Ray Dataset: nothing runs until it is consumed.
+    ``actors`` each load the model once and hold ``cpus_per_actor`` CPUs (``gpus_per_actor`` GPUs)
+    for the whole run.  By default there are as many as the cluster's GPUs allow, or its CPUs
+    less one: ``ds``'s own reads and whatever consumes the result run in Ray tasks that wait for
+    a free CPU (``ray.data.read_parquet`` lists files in one), and with every CPU held by an
+    actor they would wait forever.  ``batch_size`` is sentences per forward pass, ``window``
+    sentences per actor call (``ds.context.target_max_block_size`` is lowered to about a window
+    of rows, so that the actors share the work).  ``ship``: see :func:`classified`.  Articles
+    that cannot be read (no text, NUL, over ``max_article_bytes``) are skipped with a warning.
+    Lazy, like every Ray Dataset: nothing runs until the result is consumed.
     """
     check_model(model_dir, backend)
+    actors = pool_size(actors, cpus_per_actor, gpus_per_actor, spare_cpus=1)
     missing = {"id", "text"} - set(ds.schema().names)
     if missing:
         raise StanceError(f"dataset: no {' or '.join(sorted(missing))} column (articles need id and text)")
-    articles = ds.map_batches(check_articles, batch_format="pyarrow", num_cpus=0,
-                              fn_kwargs={"max_article_bytes": max_article_bytes})
+    cap = {"max_article_bytes": max_article_bytes}
+    articles = ds.map_batches(check_articles, batch_format="pyarrow", fn_kwargs=cap, **helper_tasks(actors))
     rows = classified(articles, model_dir, backend, batch_size, min_score, actors, cpus_per_actor, gpus_per_actor,
-                      window)
-    return rows.map_batches(_public, batch_format="pyarrow", num_cpus=0)
+                      window, ship=ship)
+    return rows.map_batches(_public, batch_format="pyarrow", **helper_tasks(actors))

@@ -120,7 +120,7 @@ def _kill_first_actor(pid_file: Path, killed: list[int]) -> None:
 
 
 def test_an_actor_killed_mid_run_is_replaced_and_every_row_is_written_exactly_once(onnx_model, tmp_path):
-    from stance.distributed_io import predict_with_ray
+    from stance.ray_predict import predict_with_ray
 
     arts = _articles(80, 2)
     local_lines, _ = _local_rows(onnx_model, _write_jsonl(tmp_path / "in.jsonl", arts), tmp_path)
@@ -148,7 +148,8 @@ def test_predict_dataset_turns_a_ray_dataset_of_articles_into_prediction_rows(on
     arts = _articles(12, 3)
     local_lines, _ = _local_rows(onnx_model, _write_jsonl(tmp_path / "in.jsonl", arts), tmp_path)
     ds = ray.data.from_items(arts + [{"id": "no-text", "text": None}])  # skipped, as stance predict would
-    rows = predict_dataset(ds, onnx_model, actors=1).take_all()
+    # ship=True: the model reaches the actor through Ray's object store, as on a cluster of several nodes.
+    rows = predict_dataset(ds, onnx_model, actors=1, ship=True).take_all()
     assert sorted(rows, key=_key) == sorted(map(json.loads, local_lines), key=_key)
 
 
@@ -201,3 +202,18 @@ def test_inputs_and_outputs_the_ray_engine_cannot_use_are_one_error_line_before_
     assert_one_line_error(run("predict", onnx_model, tmp_path / "a.jsonl", "--engine", "ray", "--out", keep),
                           "not empty and not a stance predict --engine ray output")
     assert [p.name for p in keep.iterdir()] == ["mine.txt"]
+
+
+def test_fields_a_classifier_adds_to_its_rows_flow_into_the_table_with_their_type():
+    from stance.distributed import _row_schema, _to_table
+
+    base = {"doc_id": "d", "sent_idx": 0, "start": 0, "end": 9, "text": "He denied", "label": "deny", "score": 0.9,
+            "scores": {"deny": 0.9, "none": 0.1}, "_skip": None, "_cut": 0, "_truncated": False}
+    span = {"text": "He", "start": 0, "end": 2}
+    schema = _row_schema(["deny", "none"])
+    table = _to_table([{**base, "holder": span, "target": None, "cue": "denied"}], schema)
+    assert table.column_names[-3:] == ["holder", "target", "cue"]
+    assert table.to_pylist()[0] == {**base, "holder": span, "target": None, "cue": "denied"}
+    # A batch whose holders and targets are all null still types them as spans, as every other part file does.
+    nulls = _to_table([{**base, "holder": None, "target": None}], schema)
+    assert nulls.schema.field("holder").type == table.schema.field("holder").type == nulls.schema.field("target").type

@@ -396,3 +396,22 @@ def test_polnear_test_samples_articles_and_finalizes_the_merged_labels(tmp_path)
     rows = read_rows(data / "test_polnear.jsonl")
     assert [r["id"] for r in rows] == sorted(r["id"] for r in cands)
     assert all(set(r) == {"id", "text", "label", "source", "doc_id", "confidence", "publisher"} for r in rows)
+
+
+def test_bench_distributed_runs_local_and_ray_with_one_and_two_actors_on_the_same_articles(tmp_path, trained_model):
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    for i, text in enumerate(["The minister denied the report. Critics accused the council of lying.",
+                              "The union praised the mayor. Police met the senator in London.",
+                              "Labour backed the plan. Russia rejected claims by the company."]):
+        (articles / f"{i}.txt").write_text(text + "\n")
+    proc = run_script("bench_distributed.py", "--model", trained_model, "--articles", articles, "--sentences", 3,
+                      "--actors", "2,1", "--json", tmp_path / "b.json", timeout=300)
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert (result["articles"], result["sentences"]) == (2, 4)  # whole articles until at least 3 sentences
+    assert set(result["runs"]) == {"local", "ray-2", "ray-1"} and result["identical"], result
+    assert result["same_labels"] == {"ray-2": 4, "ray-1": 4}
+    assert all(r["summary"].startswith("2 articles, 4 sentences") for r in result["runs"].values())
+    rate = result["sentences_per_second"]
+    assert result["ratio_to_local"] == {"ray-2": pytest.approx(rate["ray-2"] / rate["local"], rel=0.01)}
+    assert f"ray-2 / local throughput: {result['ratio_to_local']['ray-2']:.2f}x" in proc.stdout
