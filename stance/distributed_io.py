@@ -214,7 +214,10 @@ def make_sink(fs: Any, directory: str, fmt: str) -> Any:
             counts: Counter = Counter()
             files = []
             for i, block in enumerate(blocks):
-                rows = _count(BlockAccessor.for_block(block).to_arrow(), counts)
+                table = BlockAccessor.for_block(block).to_arrow()
+                if not table.num_rows:  # Ray passes empty blocks on, without columns
+                    continue
+                rows = _count(table, counts)
                 if rows.num_rows:
                     # Named after the task: a task Ray runs again writes over its own files.
                     name = f"part-{ctx.task_idx:05d}-{i:04d}.{fmt}"
@@ -251,16 +254,23 @@ def output_dir(out: str) -> Iterator[tuple[Any, str]]:
     """(filesystem, directory) to write the parts and ``_SUCCESS`` into, published whole when the block succeeds.
 
     Locally: an empty folder or an earlier output of this command is replaced, nothing else.
-    On object storage the directory must be new or empty (it cannot be swapped in whole).
     """
+    fs, path = _filesystem(out)
+    if fs.type_name != "local":
+        with remote_output_dir(fs, path, out) as directory:
+            yield fs, directory
+        return
+    check_output_dir(path, ("predictions",), True, "--out")
+    with output_lock(path), atomic_dir(path) as tmp:
+        yield fs, str(tmp)
+
+
+@contextlib.contextmanager
+def remote_output_dir(fs: Any, path: str, out: str) -> Iterator[str]:
+    """On object storage, which renames nothing, the directory must be new or empty; a failed run
+    deletes what it wrote (and without ``_SUCCESS`` it reads as unfinished even where that fails)."""
     from pyarrow import fs as pafs
 
-    fs, path = _filesystem(out)
-    if fs.type_name == "local":
-        check_output_dir(path, ("predictions",), True, "--out")
-        with output_lock(path), atomic_dir(path) as tmp:
-            yield fs, str(tmp)
-        return
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
         raise StanceError(f"--out {out}: exists and is not a directory; choose another path")
@@ -268,9 +278,9 @@ def output_dir(out: str) -> Iterator[tuple[Any, str]]:
         raise StanceError(f"--out {out}: not empty; choose a new or empty directory")
     fs.create_dir(path)
     try:
-        yield fs, path
+        yield path
     except BaseException:
-        with contextlib.suppress(OSError):  # best effort: without _SUCCESS it reads as unfinished anyway
+        with contextlib.suppress(OSError):
             fs.delete_dir(path)
         raise
 

@@ -217,3 +217,27 @@ def test_fields_a_classifier_adds_to_its_rows_flow_into_the_table_with_their_typ
     # A batch whose holders and targets are all null still types them as spans, as every other part file does.
     nulls = _to_table([{**base, "holder": None, "target": None}], schema)
     assert nulls.schema.field("holder").type == table.schema.field("holder").type == nulls.schema.field("target").type
+
+
+def test_on_object_storage_the_output_must_be_new_or_empty_and_a_failed_run_deletes_its_parts(tmp_path):
+    from pyarrow import fs as pafs
+
+    from stance.distributed_io import remote_output_dir
+    from stance.errors import StanceError
+
+    # A real filesystem that is not the local one, as S3 or GCS are to pyarrow (nothing is renamed).
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "theirs.txt").write_text("keep")
+    with pytest.raises(StanceError, match="s3://b/full: not empty"), remote_output_dir(fs, "full", "s3://b/full"):
+        pass
+    assert (tmp_path / "full" / "theirs.txt").read_text() == "keep"
+    with pytest.raises(RuntimeError), remote_output_dir(fs, "failed", "s3://b/failed") as directory:
+        with fs.open_output_stream(f"{directory}/part-00000-0000.jsonl") as fh:
+            fh.write(b"{}\n")
+        raise RuntimeError("a worker died for good")
+    assert not (tmp_path / "failed").exists()
+    with remote_output_dir(fs, "done", "s3://b/done") as directory:
+        with fs.open_output_stream(f"{directory}/part-00000-0000.jsonl") as fh:
+            fh.write(b"{}\n")
+    assert [p.name for p in (tmp_path / "done").iterdir()] == ["part-00000-0000.jsonl"]
