@@ -131,6 +131,19 @@ def measure(args: argparse.Namespace, shards: Path, work: Path) -> tuple[dict, d
     return runs, labels, start_up
 
 
+def sizes(shards: Path, jsonl: Path, n: int) -> dict[str, float]:
+    """Bytes of input per article, and of output per sentence as JSONL and as Parquet (for the projection)."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    inputs = list(shards.glob("*.jsonl"))
+    articles = sum(len(f.read_text(encoding="utf-8").splitlines()) for f in inputs)
+    pq.write_table(pj.read_json(jsonl), jsonl.with_suffix(".parquet"))
+    return {"input_per_article": round(sum(f.stat().st_size for f in inputs) / articles),
+            "jsonl_per_sentence": round(jsonl.stat().st_size / n), "parquet_per_sentence":
+            round(jsonl.with_suffix(".parquet").stat().st_size / n)}
+
+
 def compare(result: dict, labels: dict[str, dict], counts: list[int]) -> None:
     """Per backend: labels equal to its local run, throughput ratio to local, speed-up of more actors."""
     n = result["sentences"]
@@ -163,7 +176,9 @@ def main() -> None:
                     "load_before": load_average(), "split_sentences_per_second_one_core": round(n / split_seconds, 1)}
     with tempfile.TemporaryDirectory(prefix="stance-bench-ray-") as tmp:
         work = Path(tmp)
-        result["runs"], labels, start_up = measure(args, write_shards(rows, work / "in"), work)
+        shards = write_shards(rows, work / "in")
+        result["runs"], labels, start_up = measure(args, shards, work)
+        result["bytes"] = sizes(shards, work / f"{args.backends.split(',')[0]} local-0", n)
     result["load_after"] = load_average()
     result["ray_start_up_seconds"] = round(start_up, 2)
     compare(result, labels, [int(a) for a in args.actors.split(",")])
@@ -180,7 +195,8 @@ def report(result: dict) -> None:
         print(f"{name:<20} {r['seconds']:8.1f} s {r['sentences_per_second']:7.1f} sentences/s, labels as local: "
               f"{r['same_labels_as_local']}/{n}   ({r['summary']})")
     print(f"ray start-up and a first small job (once per cluster): {result['ray_start_up_seconds']:.1f} s; "
-          f"splitting alone: {result['split_sentences_per_second_one_core']:.0f} sentences/s on one core")
+          f"splitting alone: {result['split_sentences_per_second_one_core']:.0f} sentences/s on one core; "
+          f"bytes: {result['bytes']}")
     for (name, ratio), (pair, speedup) in zip(result["ratio_to_local"].items(), result["speedup"].items()):
         print(f"{name} / local throughput: {ratio:.2f}x; {pair} speed-up: {speedup:.2f}x")
 

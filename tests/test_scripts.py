@@ -416,3 +416,4 @@ def test_bench_distributed_compares_the_ray_engine_with_local_predict_on_the_sam
     ratio = runs["torch ray-1"]["sentences_per_second"] / runs["torch local"]["sentences_per_second"]
     assert result["ratio_to_local"] == {"torch ray-1": pytest.approx(ratio, rel=0.01)}
     assert f"torch ray-1 / local throughput: {result['ratio_to_local']['torch ray-1']:.2f}x" in proc.stdout
+    assert all(result["bytes"][k] > 0 for k in ("input_per_article", "jsonl_per_sentence", "parquet_per_sentence"))
