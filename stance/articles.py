@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from stance.errors import StanceError, warn
 
@@ -140,39 +141,58 @@ def _read_article(item: str, cap: int, on_skip: OnSkip | None) -> Article | None
     return Article(item, text)
 
 
-def _jsonl_articles(path: str, text_key: str, id_key: str, cap: int, on_skip: OnSkip | None) -> Iterator[Article]:
+class BadRow(StanceError):
+    """A JSONL line that is no article: an error for `stance predict`, a counted skip under ``strict=False``."""
+
+    def __init__(self, path: str, lineno: int, reason: str, detail: str) -> None:
+        super().__init__(f"{path}:{lineno}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def jsonl_articles(fh: BinaryIO, path: str, cap: int = DEFAULT_MAX_ARTICLE_BYTES, on_skip: OnSkip | None = None,
+                   text_key: str = "text", id_key: str = "id", strict: bool = True) -> Iterator[Article]:
+    """The articles of a JSONL file opened in binary (``path`` names it in messages and default ids).
+
+    ``strict=False`` skips and reports a line of broken JSON, or one without a ``text_key`` string,
+    instead of raising :class:`BadRow`: a distributed run over millions of rows goes on.
+    """
     # Line by line with a bounded readline: a JSONL input may hold millions of articles, or one
     # line of gigabytes.  json.dumps escapes non-ASCII by default, and a \uXXXX escape takes 6 bytes
     # for a character of 2-3 in UTF-8, so a text at the cap can fill twice as much on its line;
     # 64 KiB more leave room for the id and other fields.
     line_cap = 2 * cap + 64 * 1024
-    with open(path, "rb") as fh:
-        lineno = 0
-        while raw := fh.readline(line_cap + 1):
-            lineno += 1
-            if len(raw) > line_cap and not raw.endswith(b"\n"):
-                while (rest := fh.readline(1 << 16)) and not rest.endswith(b"\n"):
-                    pass  # skip to the next line in bounded chunks
-                _skip(on_skip, path, lineno, "oversized JSONL line",
-                      f"line over {_mb(line_cap)} (--max-article-mb), skipped")
-                continue
-            if not raw.strip():
-                continue
-            line = _decode(raw, path, lineno, on_skip)
+    lineno = 0
+    while raw := fh.readline(line_cap + 1):
+        lineno += 1
+        if len(raw) > line_cap and not raw.endswith(b"\n"):
+            while (rest := fh.readline(1 << 16)) and not rest.endswith(b"\n"):
+                pass  # skip to the next line in bounded chunks
+            _skip(on_skip, path, lineno, "oversized JSONL line",
+                  f"line over {_mb(line_cap)} (--max-article-mb), skipped")
+            continue
+        if not raw.strip():
+            continue
+        line = _decode(raw, path, lineno, on_skip)
+        try:
             article = None if line is None else _jsonl_row(line, path, lineno, text_key, id_key)
-            if article is not None and _text_fits(article.text, path, lineno, cap, on_skip):
-                yield article
+        except BadRow as e:
+            if strict:
+                raise
+            _skip(on_skip, path, lineno, e.reason, f"{e.detail}, line skipped")
+            continue
+        if article is not None and _text_fits(article.text, path, lineno, cap, on_skip):
+            yield article
 
 
 def _jsonl_row(line: str, path: str, lineno: int, text_key: str, id_key: str) -> Article:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as e:
-        raise StanceError(f"{path}:{lineno}: broken JSON ({e.msg})") from None
+        raise BadRow(path, lineno, "broken JSON", f"broken JSON ({e.msg})") from None
     except RecursionError:
-        raise StanceError(f"{path}:{lineno}: broken JSON (nested too deeply)") from None
+        raise BadRow(path, lineno, "broken JSON", "broken JSON (nested too deeply)") from None
     if not isinstance(row, dict) or not isinstance(row.get(text_key), str):
-        raise StanceError(f"{path}:{lineno}: expected an object with a '{text_key}' string")
+        raise BadRow(path, lineno, f"no '{text_key}' string", f"expected an object with a '{text_key}' string")
     doc_id = row.get(id_key)
     return Article(str(doc_id) if doc_id is not None else f"{path}:{lineno}", row[text_key])
 
@@ -210,7 +230,8 @@ def iter_articles(
     """
     for item in inputs:
         if Path(item).suffix.lower() in JSONL_SUFFIXES:
-            yield from _jsonl_articles(item, text_key, id_key, max_article_bytes, on_skip)
+            with open(item, "rb") as fh:
+                yield from jsonl_articles(fh, item, max_article_bytes, on_skip, text_key, id_key)
             continue
         article = _read_article(item, max_article_bytes, on_skip)
         if article is not None:

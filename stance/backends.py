@@ -80,7 +80,22 @@ class PerBatch:
             yield rows, *self.outputs(*plan.pad(rows))  # type: ignore[attr-defined]
 
 
+_THREAD_LIMIT: int | None = None  # set by limit_threads
+
+
+def limit_threads(n: int) -> None:
+    """Run the backends built from now on in this process on ``n`` intra-op threads.
+
+    A Ray actor given 1 of a node's 16 CPUs must not start 16 threads: with one actor
+    per core, every core would run 16 threads and thrash.
+    """
+    global _THREAD_LIMIT
+    _THREAD_LIMIT = max(1, int(n))
+
+
 def _threads() -> int:
+    if _THREAD_LIMIT:
+        return _THREAD_LIMIT
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -90,6 +105,8 @@ class TorchBackend(PerBatch):
     def __init__(self, model: Any, name: str = "torch") -> None:
         import torch
 
+        if _THREAD_LIMIT:  # torch's pool is process-wide: only when asked, never behind a caller's back
+            torch.set_num_threads(_THREAD_LIMIT)
         self.model, self.name, self._torch = model.eval(), name, torch
 
     def outputs(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, SpanLogits]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from stance.config import Config
 from stance.errors import StanceError
-from stance.io import write_json
+from stance.io import is_rank_zero, write_json
 
 RUN_FILE = "stance_run.json"
 # A checkpoint is complete once the Trainer has written its state, which it does last.
@@ -99,7 +98,7 @@ def prepare(ckpt_dir: Path, cfg: Config, resume: bool) -> str | None:
     """
     fingerprint = run_fingerprint(cfg)
     done = complete_checkpoints(ckpt_dir) if resume else []
-    if os.environ.get("RANK", "0") != "0":
+    if not is_rank_zero():
         # Under torchrun only rank 0 clears and records; the others only read.
         return str(done[-1]) if done else None
     if resume:

@@ -114,10 +114,13 @@ def evaluate(
 @_user_errors
 def predict(
     model: Annotated[Path, typer.Argument(help="Trained model directory.")],
-    inputs: Annotated[list[str], typer.Argument(help=".txt/.html files, folders, .jsonl (id, text), or - for stdin.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file \\[default: stdout].")] = None,
+    inputs: Annotated[list[str], typer.Argument(help=".txt/.html files, folders, .jsonl (id, text), or - for stdin; "
+                                                     "--engine ray: .jsonl/.parquet files, folders or URIs.")],
+    out: Annotated[str | None, typer.Option(
+        "--out", "-o", help="Output file \\[default: stdout]; --engine ray: a directory or URI for parts.")] = None,
     fmt: Annotated[str | None, typer.Option(
-        "--format", help="jsonl, csv or html (a report to open in a browser) \\[default: from --out suffix].")] = None,
+        "--format", help="jsonl, csv or html (a report to open in a browser) \\[default: from --out suffix]; "
+                         "--engine ray: parquet (default) or jsonl.")] = None,
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass.")] = 64,
     min_score: Annotated[float | None, typer.Option(
         help="Predictions scoring below this become 'none' \\[default: the model's, chosen on dev; 0 = argmax].",
@@ -128,18 +131,32 @@ def predict(
     )] = False,
     max_article_mb: Annotated[float, typer.Option(
         help="Skip (and count) an article over this many MB of text; an HTML page may be 4 times this.")] = 5.0,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data, on this machine or a cluster).")
+                      ] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="--engine ray: auto or ray://host:port \\[default: start Ray on this machine's cores].")] = None,
+    actors: Annotated[int | None, typer.Option(
+        help="--engine ray: model copies \\[default: cluster CPUs // --cpus-per-actor].")] = None,
+    cpus_per_actor: Annotated[int, typer.Option(help="--engine ray: CPUs (threads) of each actor.")] = 1,
+    gpus_per_actor: Annotated[float, typer.Option(help="--engine ray: GPUs of each actor (with --backend torch).")] = 0,
     quiet: Quiet = False,
 ) -> None:
     """Split articles into sentences and classify each one."""
     from stance.articles import max_article_bytes_from_mb
     from stance.modeling import StanceClassifier
     from stance.predict import predict_articles
+    from stance.ray_predict import check_engine, predict_with_ray
 
     max_article_bytes = max_article_bytes_from_mb(max_article_mb)
-    clf = StanceClassifier.load(model, backend=backend)
-    summary = predict_articles(clf, inputs, out=out, fmt=fmt, batch_size=batch_size,
-                               min_score=min_score, quiet=quiet, resume=resume,
-                               max_article_bytes=max_article_bytes)
+    check_engine(engine, resume=resume, address=address, actors=actors, cpus_per_actor=cpus_per_actor,
+                 gpus_per_actor=gpus_per_actor)
+    if engine == "ray":
+        summary = predict_with_ray(model, inputs, out, fmt, address, backend, batch_size, min_score, actors,
+                                   cpus_per_actor, gpus_per_actor, max_article_bytes, quiet)
+    else:
+        clf = StanceClassifier.load(model, backend=backend)
+        summary = predict_articles(clf, inputs, out=out, fmt=fmt, batch_size=batch_size, min_score=min_score,
+                                   quiet=quiet, resume=resume, max_article_bytes=max_article_bytes)
     if not quiet or out:
         typer.echo(summary.format(), err=True)
 

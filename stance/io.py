@@ -56,6 +56,16 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def world_size() -> int:
+    """How many processes a ``torchrun`` or ``accelerate launch`` started (1 outside one)."""
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
+def is_rank_zero() -> bool:
+    """True outside a launcher, and in its rank 0: the one process that writes outputs."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make a rename or unlink inside ``path`` durable."""
     with contextlib.suppress(OSError):  # some filesystems refuse to open directories
@@ -214,6 +224,8 @@ OUTPUT_KINDS: dict[str, tuple[tuple[tuple[str, ...], ...], str]] = {
     # model.onnx alone: an export killed before it wrote backends.json.
     "onnx": ((("backends.json",), ("model.onnx",)), "a stance ONNX export"),
     "network": ((("edges.csv", "actors.csv"),), "a stance network"),
+    # Written last by `stance predict --engine ray`, after every part file.
+    "predictions": ((("_SUCCESS",),), "a stance predict --engine ray output"),
 }
 
 
@@ -267,7 +279,7 @@ def output_lock(path: str | Path) -> Iterator[None]:
     import fcntl
 
     path = Path(path)
-    if os.environ.get("RANK", "0") != "0":
+    if not is_rank_zero():
         yield
         return
     lock = path.with_name(f".{path.name}.lock")

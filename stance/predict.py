@@ -75,18 +75,20 @@ class PredictSummary:
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """A sentence waiting to be classified: where it sits in its article."""
+
     doc_id: str
     sent_idx: int
     start: int
     end: int
     text: str
-    art_no: int  # ordinal of the article in this run's input stream
+    art_no: int = 0  # ordinal of the article in this run's input stream
 
 
 @dataclass
 class _Window:
-    items: list[_Pending]
+    items: list[Pending]
     articles_done: int  # articles of this run's stream fully inside this and earlier windows
 
 
@@ -99,14 +101,14 @@ class _Writer:
             if header:  # not again when a resumed run appends
                 self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels] + (SPAN_COLUMNS if spans else []))
 
-    def write(self, p: _Pending, label: str, probs: np.ndarray, roles: dict | None = None) -> None:
-        """One row; ``roles``: the sentence's holder and target (sentence offsets), for a model with spans."""
-        row = make_row(p, label, probs, self.labels, (roles or NO_ROLES) if self.spans else None)
+    def write(self, p: Pending, row: dict[str, Any]) -> None:
+        """One row (``make_row``'s); a span model's rows carry holder and target, null ones included."""
+        if self.spans:
+            row = {**NO_ROLES, **row}
         if self.fmt == "csv":
             cells = [c for role in ("holder", "target") if self.spans for c in
                      ((row[role]["text"], row[role]["start"], row[role]["end"]) if row[role] else ("", "", ""))]
-            self.csv.writerow([p.doc_id, p.sent_idx, p.start, p.end, p.text, label, row["score"],
-                               *(round(float(x), 4) for x in probs), *cells])
+            self.csv.writerow([*(row[f] for f in FIELDS[:-1]), *(row["scores"][lab] for lab in self.labels), *cells])
         else:
             self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -114,11 +116,11 @@ class _Writer:
 NO_ROLES = {"holder": None, "target": None}
 
 
-def make_row(p: _Pending, label: str, probs: np.ndarray, labels: Sequence[str],
+def make_row(p: Pending, label: str, probs: np.ndarray, labels: Sequence[str],
              roles: dict | None = None) -> dict[str, Any]:
     """One prediction row (``FIELDS``, plus holder/target when ``roles`` is given): the JSONL line, the HTML
-    report's input and `stance serve`'s answer.  Roles come in sentence offsets and leave in article offsets
-    (the sentence is article[p.start:p.end])."""
+    report's input, `stance serve`'s answer and the Ray path's (stance.distributed) row.  Roles come in
+    sentence offsets and leave in article offsets (the sentence is article[p.start:p.end])."""
     row = {"doc_id": p.doc_id, "sent_idx": p.sent_idx, "start": p.start, "end": p.end,
            "text": p.text, "label": label, "score": round(float(probs.max()), 4),
            "scores": {lab: round(float(x), 4) for lab, x in zip(labels, probs)}}
@@ -128,22 +130,39 @@ def make_row(p: _Pending, label: str, probs: np.ndarray, labels: Sequence[str],
     return row
 
 
-def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[_Pending]:
+def classify_items(clf: Any, items: Sequence[Pending], ids: list[list[int]], batch_size: int,
+                   min_score: float | None, offsets: Sequence | None = None) -> list[dict[str, Any]]:
+    """The rows of sentences already tokenized (``ids``; with ``offsets``, the tokens' characters, a span
+    model's rows get holder and target), scored in length-sorted batches."""
+    probs = np.empty((len(items), len(clf.labels)), dtype=np.float32)
+    roles: list = [NO_ROLES if clf.has_spans else None] * len(items)
+    for rows, p, spans in clf.iter_outputs(ids, batch_size=batch_size):
+        probs[rows] = p
+        if spans is not None and offsets is not None:  # decoded per group: no window-sized span array is kept
+            found = clf.roles(clf.decide(p, min_score), spans, [offsets[i] for i in rows],
+                              [items[i].text for i in rows])
+            for i, r in zip(rows, found):
+                roles[i] = r
+    labels = clf.decide(probs, min_score)
+    return [make_row(item, label, p, clf.labels, r) for item, label, p, r in zip(items, labels, probs, roles)]
+
+
+def iter_sentences(articles: Iterable, summary: PredictSummary) -> Iterator[Pending]:
     for art_no, art in enumerate(articles):
         summary.articles += 1
         for i, s in enumerate(split_sentences(art.text)):
             summary.cut += s.part == 1
-            yield _Pending(art.doc_id, i, s.start, s.end, s.text, art_no)
+            yield Pending(art.doc_id, i, s.start, s.end, s.text, art_no)
 
 
-def _windows(items: Iterator[_Pending], size: int, summary: PredictSummary) -> Iterator[_Window]:
+def _windows(items: Iterator[Pending], size: int, summary: PredictSummary) -> Iterator[_Window]:
     """Windows of at least ``size`` sentences that end only between articles.
 
     Ending on article boundaries makes every window a function of the articles
     from its start on, so a resumed run (which starts at a boundary) batches, and
     therefore scores, every sentence exactly as an uninterrupted run would.
     """
-    window: list[_Pending] = []
+    window: list[Pending] = []
     for item in items:
         if len(window) >= size and item.art_no != window[-1].art_no:
             yield _Window(window, item.art_no)
@@ -284,8 +303,8 @@ class _HtmlSink:
             self.docs.append(Doc(art.doc_id, text=art.text))
             yield art
 
-    def write(self, p: _Pending, label: str, probs: np.ndarray, roles: dict | None = None) -> None:
-        self.docs[p.art_no].rows.append(make_row(p, label, probs, self.labels, roles))
+    def write(self, p: Pending, row: dict[str, Any]) -> None:
+        self.docs[p.art_no].rows.append(row)
 
     def commit(self, articles_done: int, rows: int) -> None:
         pass
@@ -343,22 +362,13 @@ def _run(clf: Any, articles: Iterable, sink: Any, summary: PredictSummary, batch
     windows = _windows(iter_sentences(articles, summary), window, summary)
     with tqdm(unit=" sent", disable=quiet, desc="Classifying") as bar:
         for n, (chunk, ids, truncated, offsets) in enumerate(_prefetch(clf, windows), start=1):
-            probs = np.empty((len(chunk.items), len(clf.labels)), dtype=np.float32)
-            roles: list = [None] * len(chunk.items)
-            for rows, p, spans in clf.iter_outputs(ids, batch_size=batch_size):
-                probs[rows] = p
-                if spans is not None:  # decoded now, per group, so no window-sized span array is kept
-                    found = clf.roles(clf.decide(p, min_score), spans, [offsets[i] for i in rows],
-                                      [chunk.items[i].text for i in rows])
-                    for i, r in zip(rows, found):
-                        roles[i] = r
+            rows = classify_items(clf, chunk.items, ids, batch_size, min_score, offsets)
             summary.truncated += int(truncated.sum())
-            labels = clf.decide(probs, min_score)
-            for item, label, p, r in zip(chunk.items, labels, probs, roles):
-                sink.writer.write(item, label, p, r)
+            for item, row in zip(chunk.items, rows):
+                sink.writer.write(item, row)
             fault_point(f"predict-window-{n}")  # rows written, not yet committed
             sink.commit(chunk.articles_done, len(chunk.items))
-            summary.labels.update(labels)
+            summary.labels.update(row["label"] for row in rows)
             summary.sentences += len(chunk.items)
             bar.update(len(chunk.items))
     summary.seconds = time.perf_counter() - t0

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stance.articles import Article, html_to_text
-from stance.predict import PredictSummary, _Pending, iter_sentences, make_row
+from stance.predict import Pending, PredictSummary, iter_sentences, make_row
 from stance.sentences import MAX_SENTENCE_CHARS
 
 
@@ -70,10 +70,10 @@ def _articles(req: PredictIn) -> list[Article]:
     return [Article(str(a.id), html_to_text(a.text) if a.format == "html" else a.text) for a in req.articles or []]
 
 
-def _items(req: PredictIn, articles: list[Article]) -> list[_Pending]:
+def _items(req: PredictIn, articles: list[Article]) -> list[Pending]:
     """Sentences with their offsets, split as `stance predict` splits them; ``sentences`` are taken as given."""
     if req.sentences is not None:
-        return [_Pending(None, i, 0, len(s), s, i) for i, s in enumerate(req.sentences)]  # type: ignore[arg-type]
+        return [Pending(None, i, 0, len(s), s, i) for i, s in enumerate(req.sentences)]  # type: ignore[arg-type]
     return list(iter_sentences(articles, PredictSummary()))
 
 

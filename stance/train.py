@@ -31,7 +31,7 @@ from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
 from stance.errors import StanceError
 from stance.evaluate import evaluate_data
-from stance.io import atomic_dir, check_output_dir, output_lock, write_json, write_text
+from stance.io import atomic_dir, check_output_dir, is_rank_zero, output_lock, write_json, write_text
 from stance.metrics import plot_confusion
 from stance.modeling import StanceClassifier, freeze_bottom, load_backbone, transformers_bars_off
 from stance.trainer import (
@@ -248,6 +248,8 @@ def train(
     """
     out = Path(output_dir or cfg.output_dir)
     check_output_dir(out, ("model",), overwrite, "--output-dir")
+    # Under torchrun every rank would draw the same bars and warnings; rank 0 speaks for all.
+    quiet = quiet or not is_rank_zero()
     with output_lock(out), quiet_libraries() if quiet else nullcontext():
         splits = load_splits(cfg)
         ckpt_dir = checkpoints.checkpoint_dir(out)
@@ -255,8 +257,8 @@ def train(
         resume_from = checkpoints.prepare(ckpt_dir, cfg, resume)
         trainer = build_trainer(cfg, splits, ckpt_dir, quiet)
         metrics = fit(trainer, resume_from, cfg, splits)
-        if not trainer.is_world_process_zero():
-            return metrics  # under torchrun, only rank 0 evaluates and writes
+        if not trainer.is_world_process_zero():  # under torchrun, only rank 0 evaluates and writes
+            return {**metrics, "output_dir": str(out), "rank": trainer.args.process_index}
         clf, reports = post_fit(cfg, trainer, splits, ckpt_dir, metrics, quiet)
         write_model_dir(out, cfg, clf, trainer, splits, reports, metrics)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -265,6 +267,8 @@ def train(
 
 
 def summarize(metrics: dict[str, Any]) -> str:
+    if metrics.get("rank"):
+        return f"rank {metrics['rank']}: trained; rank 0 evaluates and saves {metrics['output_dir']}"
     parts = [f"saved {metrics['output_dir']}", f"train {metrics['train_seconds']:.0f}s"]
     for split in ("dev", "test", *metrics.get("extra_test", [])):
         if split in metrics:

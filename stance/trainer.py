@@ -18,7 +18,7 @@ from stance import checkpoints
 from stance.config import Config
 from stance.data import LabeledData
 from stance.errors import StanceError
-from stance.io import fault_point
+from stance.io import fault_point, world_size
 from stance.metrics import compute_metrics
 from stance.modeling import encoder_layers
 
@@ -189,8 +189,10 @@ def training_arguments(cfg: Config, ckpt_dir: Path, precision: str, has_dev: boo
         disable_tqdm=quiet,
         dataloader_pin_memory=torch.cuda.is_available(),
         bf16=precision == "bf16",
-        # transformers refuses bf16 without a GPU unless told the CPU is meant.
-        use_cpu=precision == "bf16" and not torch.cuda.is_available(),
+        # transformers refuses bf16 without a GPU unless told the CPU is meant; and only then does it set up
+        # gloo DDP for CPU processes under torchrun (accelerate's MULTI_CPU): without it every process would
+        # train alone on all the data, and each would write the model.
+        use_cpu=not torch.cuda.is_available() and (precision == "bf16" or world_size() > 1),
     )
 
 

@@ -427,3 +427,24 @@ def test_polnear_test_samples_articles_and_finalizes_the_merged_labels(tmp_path)
     rows = read_rows(data / "test_polnear.jsonl")
     assert [r["id"] for r in rows] == sorted(r["id"] for r in cands)
     assert all(set(r) == {"id", "text", "label", "source", "doc_id", "confidence", "publisher"} for r in rows)
+
+
+def test_bench_distributed_compares_the_ray_engine_with_local_predict_on_the_same_articles(tmp_path, trained_model):
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    for i, text in enumerate(["The minister denied the report. Critics accused the council of lying.",
+                              "The union praised the mayor. Police met the senator in London.",
+                              "Labour backed the plan. Russia rejected claims by the company."]):
+        (articles / f"{i}.txt").write_text(text + "\n")
+    proc = run_script("bench_distributed.py", "--model", trained_model, "--articles", articles, "--sentences", 3,
+                      "--backends", "torch", "--actors", "1", "--json", tmp_path / "b.json", timeout=300)
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert (result["articles"], result["sentences"]) == (2, 4)  # whole articles until at least 3 sentences
+    runs = result["runs"]
+    assert set(runs) == {"torch local", "torch local w2048", "torch ray-1"}
+    assert all(r["summary"].startswith("2 articles, 4 sentences") for r in runs.values())
+    assert [r["same_labels_as_local"] for r in runs.values()] == [4, 4, 4]  # fp32: the same labels everywhere
+    ratio = runs["torch ray-1"]["sentences_per_second"] / runs["torch local"]["sentences_per_second"]
+    assert result["ratio_to_local"] == {"torch ray-1": pytest.approx(ratio, rel=0.01)}
+    assert f"torch ray-1 / local throughput: {result['ratio_to_local']['torch ray-1']:.2f}x" in proc.stdout
+    assert all(result["bytes"][k] > 0 for k in ("input_per_article", "jsonl_per_sentence", "parquet_per_sentence"))
