@@ -26,6 +26,7 @@ from experiments.sections import (
     headline,
     models_section,
 )
+from experiments.sections_more import extra_test_section, spans_section
 from experiments.settings import Setting, is_curve_point
 from experiments.summaries import Summary, ensemble, paired_bootstrap, summarize, threshold_to_none, uncalibrated_ece
 from experiments.winner import Choice, pick_winner
@@ -189,6 +190,8 @@ def render_report(
         *confusion_section(winner.name, ref, as_shipped.ref_threshold, labels, asset_dir.name),
         *curve_section(curve, curve_seeds, tf_curve, asset_dir.name),
         *calibration_section(ref["temperature"], ece_before, ece_after),
+        *extra_test_section([s.name for s in settings], by_name, labels),
+        *spans_section([s.name for s in settings], by_name),
         *errors_section(winner.name, ref, as_shipped.ref_threshold, test, labels, notes or {}),
     ]
     if commentary:

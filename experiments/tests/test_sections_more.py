@@ -1,0 +1,34 @@
+"""The report's sections on the second test domain and on holder/target: means over the runs that measured them."""
+
+from experiments.sections_more import extra_test_section, spans_section
+
+LABELS = ["accuse", "deny", "support", "none"]
+
+
+def _extra(f1):
+    return {"test_polnear": {"n": 10, "accuracy": 0.5, "macro_f1": f1,
+                             "per_class": {lab: {"f1": f1} for lab in LABELS}}}
+
+
+def _spans(h, t):
+    role = lambda x: {"f1_given_label": x, "exact_given_label": x - 0.1, "f1_end_to_end": x - 0.2}  # noqa: E731
+    return {"test": {"n": 591, "holder": role(h), "target": role(t)}}
+
+
+def test_the_second_domain_table_averages_the_runs_that_measured_it_and_skips_older_settings():
+    by_name = {"old": [{"seed": 42}], "new": [{"seed": 42, "extra_test": _extra(0.5)},
+                                             {"seed": 43, "extra_test": _extra(0.7)}]}
+    lines = extra_test_section(["old", "new"], by_name, LABELS)
+    rows = [x for x in lines if x.startswith("| new") or x.startswith("| old")]
+    assert rows == ["| new | 2 | 0.600 ± 0.100 | 0.600 | 0.600 | 0.600 | 0.600 |"]
+
+
+def test_the_spans_table_gives_given_label_and_end_to_end_figures_per_split():
+    by_name = {"spans": [{"spans": _spans(0.8, 0.6)}, {"spans": _spans(0.9, 0.8)}], "plain": [{}]}
+    rows = [x for x in spans_section(["plain", "spans"], by_name) if x.startswith("| spans")]
+    assert rows == ["| spans | test | 2 | 591 | 0.850 ± 0.050 | 0.750 ± 0.050 | 0.650 ± 0.050 "
+                    "| 0.700 ± 0.100 | 0.600 ± 0.100 | 0.500 ± 0.100 |"]
+
+
+def test_no_run_with_the_measure_means_no_section():
+    assert extra_test_section(["a"], {"a": [{}]}, LABELS) == [] and spans_section(["a"], {"a": [{}]}) == []
