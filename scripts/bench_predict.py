@@ -74,6 +74,9 @@ def main() -> None:
                     help="comma-separated backends for the C runs (those without ONNX files are skipped); "
                          "torch is the reference the agreement column compares with")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--baseline-model", type=Path,
+                    help="also run stance predict (default) with this model, e.g. one without a span head, "
+                         "and print B's throughput over it")
     args = ap.parse_args()
     backends = args.backends.split(",")
     if "torch" not in backends or set(backends) - set(BACKENDS):
@@ -106,6 +109,9 @@ def main() -> None:
             if b in ONNX_FILES and not (args.model / "onnx" / ONNX_FILES[b]).is_file():
                 continue
             runs[f"C --backend {b}"] = stance + ["--backend", b, "--out", str(work / f"C --backend {b}.jsonl")]
+        if args.baseline_model:  # the same command on another model directory, alternated with the rest
+            base = [*stance[:4], str(args.baseline_model), *stance[5:]]
+            runs["D baseline model (default)"] = base + ["--out", str(work / "D baseline model (default).jsonl")]
 
         results: dict = {}
         ratio = None
@@ -121,17 +127,24 @@ def main() -> None:
                 labels = read_labels(out_file[name])
                 assert len(labels) == n, (name, len(labels), n)
                 sec = statistics.median(times[name])
+                # Agreement with fp32 compares backends of one model; another model's labels are its own.
+                same = not name.startswith("D ")
                 results[name] = {"seconds": round(sec, 2), "sentences_per_second": round(n / sec, 1),
-                                 "agreement_with_fp32": sum(a == b for a, b in zip(labels, ref)) / n}
+                                 "agreement_with_fp32": sum(a == b for a, b in zip(labels, ref)) / n if same else None}
             a = results["A pipeline"]["sentences_per_second"]
             print(f"\n{n} sentences from {len(texts)} articles; median of {args.rounds} rounds; "
                   f"whole processes (start-up and model load included); {os.cpu_count()} CPU cores")
             print(f"{'run':<32}{'seconds':>9}{'sent/s':>9}{'vs A':>7}{'agree fp32':>12}")
             for name, m in results.items():
+                agree = "-" if m["agreement_with_fp32"] is None else f"{m['agreement_with_fp32']:.2%}"
                 print(f"{name:<32}{m['seconds']:>9.1f}{m['sentences_per_second']:>9.1f}"
-                      f"{m['sentences_per_second'] / a:>6.2f}x{m['agreement_with_fp32']:>12.2%}")
+                      f"{m['sentences_per_second'] / a:>6.2f}x{agree:>12}")
             ratio = results["B stance predict (default)"]["sentences_per_second"] / a
             print(f"\nB/A throughput ratio: {ratio:.2f}x")
+            if "D baseline model (default)" in results:
+                over = results["B stance predict (default)"]["sentences_per_second"] / \
+                    results["D baseline model (default)"]["sentences_per_second"]
+                print(f"B/D throughput ratio (this model over the baseline model): {over:.2f}x")
 
         rss = {}
         for size in [int(x) for x in args.rss_sizes.split(",") if x]:

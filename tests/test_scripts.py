@@ -92,13 +92,16 @@ def test_bench_predict_compares_pipeline_stance_and_torch_on_the_same_sentences(
                               "Labour backed the plan. Russia rejected claims by the company."]):
         (articles / f"{i}.txt").write_text(text + "\n")
     proc = run_script("bench_predict.py", "--model", trained_model, "--articles", articles, "--min-sentences", 3,
-                      "--rounds", 1, "--backends", "torch", "--rss-sizes", 3, "--json", tmp_path / "b.json")
+                      "--rounds", 1, "--backends", "torch", "--rss-sizes", 3, "--json", tmp_path / "b.json",
+                      "--baseline-model", trained_model)
     result = json.loads((tmp_path / "b.json").read_text())
     assert result["n"] == 4  # whole articles until at least 3 sentences
-    assert set(result["results"]) == {"A pipeline", "B stance predict (default)", "C --backend torch"}
+    assert set(result["results"]) == {"A pipeline", "B stance predict (default)", "C --backend torch",
+                                      "D baseline model (default)"}
     # One model, argmax everywhere: every run labels every sentence as the torch run does.
-    assert all(r["agreement_with_fp32"] == 1.0 for r in result["results"].values())
+    assert all(r["agreement_with_fp32"] == 1.0 for k, r in result["results"].items() if not k.startswith("D"))
     assert result["rss"]["3"]["peak_rss_mib"] > 0 and "B/A throughput ratio" in proc.stdout
+    assert "B/D throughput ratio" in proc.stdout
 
 
 def _csv(path: Path, header: list[str], rows: list[list[str]], delimiter: str = ",") -> None:
