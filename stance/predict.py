@@ -103,8 +103,8 @@ class _Writer:
 
     def write(self, p: Pending, row: dict[str, Any]) -> None:
         """One row (``make_row``'s); a span model's rows carry holder and target, null ones included."""
-        if self.spans:
-            row = {**NO_ROLES, **row}
+        if self.spans and "holder" not in row:
+            row = {**row, **NO_ROLES}
         if self.fmt == "csv":
             cells = [c for role in ("holder", "target") if self.spans for c in
                      ((row[role]["text"], row[role]["start"], row[role]["end"]) if row[role] else ("", "", ""))]

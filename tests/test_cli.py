@@ -133,11 +133,16 @@ def test_real_backbone_loads_offline_and_trains_one_step(tmp_path, tiny_data):
     cfg["train"].update(epochs=1, batch_size=32, seed=1)
     cfg["output_dir"] = str(tmp_path / "m")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    r = run("train", tmp_path / "c.yaml", "--quiet", "--set", "data.train=" + str(tiny_data["dev"]))
+    # As shipped, with the span head: a few rows with holder/target spans train it too.
+    from stance.testing import make_span_rows, write_jsonl
+
+    train = write_jsonl(tmp_path / "train.jsonl", make_span_rows(40, 7))
+    r = run("train", tmp_path / "c.yaml", "--quiet", "--set", f"data.train={train}")
     assert r.exit_code == 0, r.output
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["num_hidden_layers"] == 6 and config["hidden_size"] == 384
     assert config["id2label"] == {"0": "accuse", "1": "deny", "2": "support", "3": "none"}
+    assert (tmp_path / "m" / "span_head.safetensors").is_file()
 
 
 def test_export_then_predict_with_each_backend(trained_model, tiny_data, tmp_path):
