@@ -117,23 +117,13 @@ def select(pool: list[dict], probs, labels: list[str], seed: int,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "stance-minilm",
-                    help="the current model (trained on every earlier round)")
-    ap.add_argument("--round", default="round2", help="name of the new round: data/annotation/<round>/")
-    ap.add_argument("--quota", action="append", default=[], metavar="STRATUM=N",
-                    help=f"override a stratum's size (defaults: {QUOTAS})")
+    ap = round_arguments(__doc__, "round2", QUOTAS)
     ap.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data",
                     help="the corpus folder: dev and test, and every earlier annotation/<round>/")
     args = ap.parse_args()
-    quotas = dict(QUOTAS)
-    for q in args.quota:
-        key, _, n = q.partition("=")
-        if key not in QUOTAS or not n.isdigit():
-            ap.error(f"--quota {q!r}: expected one of {sorted(QUOTAS)}=N")
-        quotas[key] = int(n)
+    quotas = parse_quotas(ap, args.quota, QUOTAS)
     out_path = args.data_dir / "annotation" / args.round / "candidates.jsonl"
 
     from stance.modeling import StanceClassifier
@@ -146,8 +136,35 @@ def main() -> None:
     out = [{"id": mine_candidates.sid(r["source"], r["text"]), **r, "cues": mine_candidates.cue_kinds(r["text"])}
            for r in rows]
     out.sort(key=lambda r: r["id"])
-    write_jsonl(out_path, out)
-    print(f"{len(out)} candidates -> {out_path}")
-    for k, v in sorted(Counter(r["stratum"] for r in out).items()):
+    write_candidates(out_path, out)
+
+
+def round_arguments(doc: str | None, default_round: str, quotas: dict[str, int]) -> argparse.ArgumentParser:
+    """The options every model-chosen round shares: the current model, the round's name, strata sizes."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "stance-minilm",
+                    help="the current model (trained on every earlier round)")
+    ap.add_argument("--round", default=default_round, help="name of the new round: data/annotation/<round>/")
+    ap.add_argument("--quota", action="append", default=[], metavar="STRATUM=N",
+                    help=f"override a stratum's size (defaults: {quotas})")
+    return ap
+
+
+def parse_quotas(ap: argparse.ArgumentParser, given: list[str], defaults: dict[str, int]) -> dict[str, int]:
+    """The strata sizes: ``defaults`` with each ``--quota STRATUM=N`` applied (a bad one is a usage error)."""
+    quotas = dict(defaults)
+    for q in given:
+        key, _, n = q.partition("=")
+        if key not in defaults or not n.isdigit():
+            ap.error(f"--quota {q!r}: expected one of {sorted(defaults)}=N")
+        quotas[key] = int(n)
+    return quotas
+
+
+def write_candidates(out_path: Path, rows: list[dict]) -> None:
+    """Write a round's candidates and print how many each stratum got."""
+    write_jsonl(out_path, rows)
+    print(f"{len(rows)} candidates -> {out_path}")
+    for k, v in sorted(Counter(r["stratum"] for r in rows).items()):
         print(f"  {k:18s} {v}")
 

@@ -47,7 +47,6 @@ head, of which only the stance head is used here; data/README.md "Round 6"):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import random
 from collections import Counter
@@ -56,7 +55,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from corpus import active_round, mine_candidates
 from corpus.cues import cue_kinds
-from corpus.jsonl import read_jsonl, write_jsonl
+from corpus.jsonl import read_jsonl
 from corpus.polnear_test import RAW, all_sentences
 from stance.errors import StanceError
 
@@ -162,24 +161,14 @@ def draw(rows: list[dict], probs: np.ndarray, labels: list[str], seed: int, quot
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "stance-minilm",
-                    help="the current model (trained on every earlier round)")
-    ap.add_argument("--round", default="round6", help="name of the new round: data/annotation/<round>/")
-    ap.add_argument("--quota", action="append", default=[], metavar="STRATUM=N",
-                    help=f"override a stratum's size (defaults: {QUOTAS})")
+    ap = active_round.round_arguments(__doc__, "round6", QUOTAS)
     ap.add_argument("--raw", type=Path, default=RAW, help="the PolNeAR copy (read only)")
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data",
                     help="the corpus folder: dev, test, test_polnear and every earlier annotation/<round>/")
     args = ap.parse_args()
-    quotas = dict(QUOTAS)
-    for q in args.quota:
-        key, _, n = q.partition("=")
-        if key not in QUOTAS or not n.isdigit():
-            ap.error(f"--quota {q!r}: expected one of {sorted(QUOTAS)}=N")
-        quotas[key] = int(n)
+    quotas = active_round.parse_quotas(ap, args.quota, QUOTAS)
     out_path = args.data_dir / "annotation" / args.round / "candidates.jsonl"
 
     from stance.modeling import StanceClassifier
@@ -195,7 +184,4 @@ def main() -> None:
           f"{dict(Counter(clf.labels[i] for i in probs.argmax(1)))} on the pool")
     out = sorted(draw(rows, probs, clf.labels, args.seed, quotas), key=lambda r: r["id"])
     check_train_only(out, found.held, found.dev_texts, out_path)
-    write_jsonl(out_path, out)
-    print(f"{len(out)} candidates -> {out_path}")
-    for k, v in sorted(Counter(r["stratum"] for r in out).items()):
-        print(f"  {k:18s} {v}")
+    active_round.write_candidates(out_path, out)

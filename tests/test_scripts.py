@@ -84,13 +84,18 @@ def test_compare_report_only_renders_the_report_from_cached_runs(tmp_path, train
     assert (tmp_path / "w" / "crossval").is_dir()  # fold files go under --work-dir, not the repository
 
 
-def test_bench_predict_compares_pipeline_stance_and_torch_on_the_same_sentences(tmp_path, trained_model):
-    articles = tmp_path / "articles"
-    articles.mkdir()
+def three_articles(folder: Path) -> Path:
+    """Three two-sentence articles, for the benchmark scripts' smoke tests."""
+    folder.mkdir()
     for i, text in enumerate(["The minister denied the report. Critics accused the council of lying.",
                               "The union praised the mayor. Police met the senator in London.",
                               "Labour backed the plan. Russia rejected claims by the company."]):
-        (articles / f"{i}.txt").write_text(text + "\n")
+        (folder / f"{i}.txt").write_text(text + "\n")
+    return folder
+
+
+def test_bench_predict_compares_pipeline_stance_and_torch_on_the_same_sentences(tmp_path, trained_model):
+    articles = three_articles(tmp_path / "articles")
     proc = run_script("bench_predict.py", "--model", trained_model, "--articles", articles, "--min-sentences", 3,
                       "--rounds", 1, "--backends", "torch", "--rss-sizes", 3, "--json", tmp_path / "b.json",
                       "--baseline-model", trained_model)
@@ -433,12 +438,7 @@ def test_polnear_test_samples_articles_and_finalizes_the_merged_labels(tmp_path)
 
 
 def test_bench_distributed_compares_the_ray_engine_with_local_predict_on_the_same_articles(tmp_path, trained_model):
-    articles = tmp_path / "articles"
-    articles.mkdir()
-    for i, text in enumerate(["The minister denied the report. Critics accused the council of lying.",
-                              "The union praised the mayor. Police met the senator in London.",
-                              "Labour backed the plan. Russia rejected claims by the company."]):
-        (articles / f"{i}.txt").write_text(text + "\n")
+    articles = three_articles(tmp_path / "articles")
     proc = run_script("bench_distributed.py", "--model", trained_model, "--articles", articles, "--sentences", 3,
                       "--backends", "torch", "--actors", "1", "--json", tmp_path / "b.json", timeout=300)
     result = json.loads((tmp_path / "b.json").read_text())
