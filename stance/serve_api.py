@@ -123,6 +123,14 @@ class _BodyLimit:
         await self.app(scope, limited, send)
 
 
+def _rows(clf: Any, items: list[Pending], probs: Any, spans: list | None, offsets: list | None,
+          min_score: float | None) -> list[dict[str, Any]]:
+    """The rows of one request; a span model's carry holder and target, as `stance predict` writes them."""
+    labels = clf.decide(probs, min_score)
+    roles = clf.roles(labels, spans, offsets, [p.text for p in items]) if spans is not None else [None] * len(items)
+    return [make_row(p, lab, pr, clf.labels, r) for p, lab, pr, r in zip(items, labels, probs, roles)]
+
+
 def build_app(clf: Any, batcher: Any, settings: Any, info: dict[str, Any]) -> FastAPI:
     """Routes over a loaded classifier and its MicroBatcher (``serve.create_app`` builds both)."""
     from stance.page import render_page
@@ -144,14 +152,10 @@ def build_app(clf: Any, batcher: Any, settings: Any, info: dict[str, Any]) -> Fa
         if len(items) > settings.max_sentences:
             raise HTTPException(413, f"{'articles' if req.articles is not None else 'sentences'}: {len(items)} "
                                      f"sentences, over the limit of {settings.max_sentences} per request")
-        texts = [p.text for p in items]
-        ids, _, offsets = await batcher.prepare(clf.encode, texts, clf.has_spans)
+        ids, _, offsets = await batcher.prepare(clf.encode, [p.text for p in items], clf.has_spans)
         probs, spans = await batcher.scores(ids)
-        labels = clf.decide(probs, req.min_score)
         stats["sentences"] += len(items)
-        # A span model's rows carry holder and target, as `stance predict` writes them.
-        roles = clf.roles(labels, spans, offsets, texts) if spans is not None else [None] * len(items)
-        return [make_row(p, lab, pr, clf.labels, r) for p, lab, pr, r in zip(items, labels, probs, roles)]
+        return _rows(clf, items, probs, spans, offsets, req.min_score)
 
     async def answer(req: PredictIn) -> tuple[list[dict[str, Any]], list[Article]]:
         stats["requests"] += 1
