@@ -102,9 +102,7 @@ class _Writer:
                 self.csv.writerow(FIELDS[:-1] + [f"score_{lab}" for lab in labels] + (SPAN_COLUMNS if spans else []))
 
     def write(self, p: Pending, row: dict[str, Any]) -> None:
-        """One row (``make_row``'s); a span model's rows carry holder and target, null ones included."""
-        if self.spans and "holder" not in row:
-            row = {**row, **NO_ROLES}
+        """One row (``classify_items``'s); a span model's rows carry holder and target, null ones included."""
         if self.fmt == "csv":
             cells = [c for role in ("holder", "target") if self.spans for c in
                      ((row[role]["text"], row[role]["start"], row[role]["end"]) if row[role] else ("", "", ""))]
