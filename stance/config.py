@@ -58,6 +58,19 @@ class DataConfig:
 
 
 @dataclass
+class DistillConfig:
+    # Knowledge distillation (stance.distill): a JSONL file of teacher probabilities per sentence,
+    # {"text", "probs": {label: p}}, written by scripts/distill_data.py; null = off.
+    teacher: str | None = None
+    # Loss = alpha * CE(gold) + (1 - alpha) * T^2 * KL(teacher_T || student_T); rows without gold get the KL alone.
+    alpha: float = 0.5
+    # T: both distributions are softened by it, so the student learns the teacher's second choices too.
+    temperature: float = 2.0
+    # Also train on the teacher file's sentences that have no gold label (the unlabeled pool).
+    unlabeled: bool = True
+
+
+@dataclass
 class TrainConfig:
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -102,6 +115,8 @@ class TrainConfig:
     precision: str = "auto"
     # With model.spans: the span-tagging loss is added to the sentence loss times this weight.
     span_loss_weight: float = 1.0
+    # Learn from a teacher's probabilities beside the gold labels (off unless distill.teacher is set).
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass
@@ -228,6 +243,10 @@ def _validate(cfg: Config, file: str) -> None:
             f"{file}: train.layer_lr_decay: must be in (0, 1] (1 = off), got {short(cfg.train.layer_lr_decay)}")
     if cfg.train.average_last < 0 or cfg.train.average_last == 1:
         raise StanceError(f"{file}: train.average_last: must be 0 (off) or >= 2, got {short(cfg.train.average_last)}")
+    if not 0 <= cfg.train.distill.alpha <= 1:
+        raise StanceError(f"{file}: train.distill.alpha: must be in [0, 1], got {short(cfg.train.distill.alpha)}")
+    if cfg.train.distill.temperature <= 0:
+        raise StanceError(f"{file}: train.distill.temperature: must be > 0, got {short(cfg.train.distill.temperature)}")
     if cfg.model.freeze_layers < 0:
         raise StanceError(f"{file}: model.freeze_layers: must be >= 0, got {short(cfg.model.freeze_layers)}")
 
@@ -291,12 +310,20 @@ def config_from_dict(raw: dict[str, Any], file: str = "<config>") -> Config:
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config (safe loading, no aliases), apply overrides, and validate it."""
-    path = Path(path)
+def _merged(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``parent``: sections merge key by key, any other value (a list too) replaces."""
+    out = dict(parent)
+    for key, value in child.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping, with the file it ``extends`` (a path relative to it) merged underneath."""
     file = str(path)
     if not path.is_file():
-        raise StanceError(f"{file}: config file not found")
+        raise StanceError(f"{chain[-1]}: extends: {file}: config file not found" if chain else
+                          f"{file}: config file not found")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -306,8 +333,26 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise StanceError(f"{file}: top level must be a mapping of keys, got {type(raw).__name__}")
-    raw = apply_overrides(raw, overrides or [], file)
-    return config_from_dict(raw, file)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise StanceError(f"{file}: extends: expected the path of another config, got {short(parent)}")
+    base = (path.parent / parent).resolve()
+    if base in chain or base == path.resolve():
+        raise StanceError(f"{file}: extends: {parent} extends this file again (a loop)")
+    return _merged(_read_raw(base, (*chain, path.resolve())), raw)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (safe loading, no aliases), apply overrides, and validate it.
+
+    A config may start from another: ``extends: base.yaml`` (relative to it) reads that one first
+    and overrides only the keys given, so each experiment is a short file of differences.
+    """
+    path = Path(path)
+    raw = apply_overrides(_read_raw(path), overrides or [], str(path))
+    return config_from_dict(raw, str(path))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -22,8 +22,9 @@ def test_base_config_loads_and_documents_every_field():
     text = path.read_text()
     import dataclasses
 
-    for section in ("model", "data", "train"):
-        for f in dataclasses.fields(getattr(cfg, section)):
+    sections = [("model", cfg.model), ("data", cfg.data), ("train", cfg.train), ("train.distill", cfg.train.distill)]
+    for section, values in sections:
+        for f in dataclasses.fields(values):
             line = next((ln for ln in text.splitlines() if ln.strip().startswith(f"{f.name}:")), None)
             assert line is not None and "#" in line, f"{section}.{f.name} is not documented inline in base.yaml"
 
@@ -161,3 +162,28 @@ def test_a_long_rejected_value_is_quoted_cut_short(tmp_path, text, overrides, li
         load_config(path, overrides)
     message = str(e.value).replace(str(path), "c.yaml")  # the tmp folder's length is not the point
     assert len(message) < limit and "..." in message, message[:600]
+
+
+def test_a_config_that_extends_another_overrides_only_the_keys_it_gives(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  max_length: 64\n  spans: true\ntrain:\n  epochs: 5\n  seed: 1\n")
+    (tmp_path / "exp").mkdir()
+    child = tmp_path / "exp" / "small.yaml"
+    child.write_text("extends: ../base.yaml\ntrain:\n  epochs: 2\n")
+    cfg = load_config(child, ["train.seed=3"])
+    assert (cfg.model.max_length, cfg.model.spans, cfg.train.epochs, cfg.train.seed) == (64, True, 2.0, 3)
+
+
+def test_configs_that_extend_each_other_are_one_error_naming_the_loop(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(StanceError, match=r"b.yaml: extends: a.yaml extends this file again"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: gone.yaml\n")
+    with pytest.raises(StanceError, match=r"c.yaml: extends: .*gone.yaml: config file not found"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_the_shipped_experiment_configs_load():
+    root = Path(__file__).parents[1] / "configs"
+    for path in sorted(root.glob("*.yaml")):
+        load_config(path)
