@@ -77,7 +77,7 @@ def record_model(model_dir: Path, cfg: Any, setting: Setting, seed: int) -> dict
     return record
 
 
-def _comparable(cfg: Any) -> dict[str, Any]:
+def comparable_config(cfg: Any) -> dict[str, Any]:
     # Output location and ONNX export change no weight.
     d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
     d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
@@ -95,14 +95,17 @@ def _comparable(cfg: Any) -> dict[str, Any]:
     d["model"]["spans"] = d["model"].get("spans", False)
     if not d["model"]["spans"]:
         d["train"].pop("span_loss_weight", None)
+    # Models saved before train.distill existed trained without a teacher, as does a null teacher.
+    if not (d["train"].get("distill") or {}).get("teacher"):
+        d["train"].pop("distill", None)
     return d
 
 
 def matching_setting(config: str | Path, saved: dict[str, Any], settings: Sequence[Setting],
                      seed: int) -> Setting | None:
     """The setting whose run config (at ``seed``) equals a saved resolved config, if any."""
-    want = _comparable(saved)
-    return next((s for s in settings if _comparable(run_config(config, s, seed, Path("unused"))) == want), None)
+    want = comparable_config(saved)
+    return next((s for s in settings if comparable_config(run_config(config, s, seed, Path("unused"))) == want), None)
 
 
 def _differing_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -131,8 +134,8 @@ def adopt_model(config: str | Path, model_dir: str | Path, runs_dir: str | Path,
     saved = yaml.safe_load((model_dir / "stance_config.yaml").read_text(encoding="utf-8"))
     setting = matching_setting(config, saved, settings, seed)
     if setting is None:
-        want = _comparable(saved)
-        diffs = {s.name: _differing_keys(want, _comparable(run_config(config, s, seed, model_dir)))
+        want = comparable_config(saved)
+        diffs = {s.name: _differing_keys(want, comparable_config(run_config(config, s, seed, model_dir)))
                  for s in settings}
         near = min(diffs, key=lambda n: len(diffs[n]))
         raise StanceError(f"{model_dir}: its config matches no setting at seed {seed}; "

@@ -29,6 +29,7 @@ from stance import checkpoints, model_card
 from stance.calibration import calibrate, choose_min_score
 from stance.config import Config, save_config
 from stance.data import LabeledData, read_labeled
+from stance.distill import DistillRows, distill_rows
 from stance.errors import StanceError
 from stance.evaluate import evaluate_data
 from stance.io import atomic_dir, check_output_dir, is_rank_zero, output_lock, write_json, write_text
@@ -86,6 +87,8 @@ class Splits:
     dev: LabeledData | None
     test: LabeledData | None
     extra: dict[str, LabeledData]
+    # With train.distill.teacher: each training row's teacher distribution, and the rows without gold.
+    distill: DistillRows | None = None
 
     def held_out(self) -> list[tuple[str, LabeledData]]:
         """(name, data) of every held-out set in report order: dev, test, then the extra ones."""
@@ -107,20 +110,31 @@ def load_splits(cfg: Config) -> Splits:
     if cfg.model.spans and not train_data.has_spans:
         raise StanceError(f"{cfg.data.train}: model.spans is true, but no training row has holder/target spans "
                           "(add them, data/GUIDELINES.md, or set model.spans: false)")
-    return Splits(train_data, read(cfg.data.dev) if cfg.data.dev else None,
-                  read(cfg.data.test) if cfg.data.test else None,
-                  # Other held-out domains (e.g. data/test_polnear.jsonl): reported, never used for a choice.
-                  {Path(p).stem: read(p) for p in cfg.data.extra_test})
+    splits = Splits(train_data, read(cfg.data.dev) if cfg.data.dev else None,
+                    read(cfg.data.test) if cfg.data.test else None,
+                    # Other held-out domains (e.g. data/test_polnear.jsonl): reported, never used for a choice.
+                    {Path(p).stem: read(p) for p in cfg.data.extra_test})
+    distill = cfg.train.distill
+    if distill.teacher:
+        splits.distill = distill_rows(distill.teacher, cfg.labels, train_data, splits.held_out(), distill.unlabeled)
+    return splits
 
 
 def _dataset(tokenizer: Any, data: LabeledData, labels: list[str], max_length: int, name: str,
-             spans: bool = False) -> Any:
-    """Tokenized rows; with ``spans``, also each token's BIO tag of the row's gold holder/target."""
+             spans: bool = False, teacher: list[list[float]] | None = None) -> Any:
+    """Tokenized rows; with ``spans``, also each token's BIO tag of the row's gold holder/target;
+    with ``teacher``, each row's teacher distribution (``stance.distill``)."""
+    label2id = {lab: i for i, lab in enumerate(labels)}
+    return _tokenized(tokenizer, data.texts, [label2id[x] for x in data.labels], data.spans, max_length, name,
+                      spans, teacher)
+
+
+def _tokenized(tokenizer: Any, texts: list[str], label_ids: list[int], gold_spans: list[dict | None] | None,
+               max_length: int, name: str, spans: bool, teacher: list[list[float]] | None) -> Any:
     import datasets
 
     from stance.spans import bio_tags
 
-    label2id = {lab: i for i, lab in enumerate(labels)}
     if spans and not getattr(tokenizer, "is_fast", False):
         raise StanceError("model.spans: needs a fast tokenizer (tokenizer.json), to align spans with tokens")
 
@@ -129,14 +143,30 @@ def _dataset(tokenizer: Any, data: LabeledData, labels: list[str], max_length: i
         # Stored so the length-grouped sampler need not re-measure every row.
         enc["length"] = [len(ids) for ids in enc["input_ids"]]
         if spans:
-            gold = data.spans or [None] * len(data)
+            gold = gold_spans or [None] * len(texts)
             offsets = enc.pop("offset_mapping")
             enc["span_tags"] = [bio_tags(offs, gold[i]) for i, offs in zip(batch["row"], offsets)]
         return enc
 
-    ds = datasets.Dataset.from_dict({"text": data.texts, "label": [label2id[x] for x in data.labels],
-                                     "row": list(range(len(data)))})
+    columns = {"text": texts, "label": label_ids, "row": list(range(len(texts)))}
+    if teacher is not None:
+        columns["teacher"] = teacher
+    ds = datasets.Dataset.from_dict(columns)
     return ds.map(tokenize, batched=True, batch_size=1000, remove_columns=["text", "row"], desc=f"Tokenizing {name}")
+
+
+def _distill_dataset(tokenizer: Any, cfg: Config, splits: Splits) -> Any:
+    """The training rows with their teacher distributions, then the teacher's rows without gold (label -100)."""
+    import datasets
+
+    k, rows = len(cfg.labels), splits.distill
+    labeled = _dataset(tokenizer, splits.train, cfg.labels, cfg.model.max_length, "train", cfg.model.spans,
+                       rows.train_column(k))
+    if not rows.unlabeled_texts:
+        return labeled
+    pool = _tokenized(tokenizer, rows.unlabeled_texts, [-100] * len(rows.unlabeled_texts), None,
+                      cfg.model.max_length, "teacher rows", cfg.model.spans, rows.unlabeled_targets)
+    return datasets.concatenate_datasets([labeled, pool])
 
 
 def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> Any:
@@ -157,6 +187,8 @@ def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> A
     def dataset(data: LabeledData, name: str) -> Any:
         return _dataset(tokenizer, data, cfg.labels, cfg.model.max_length, name, cfg.model.spans)
 
+    train_ds = dataset(splits.train, "train") if splits.distill is None else _distill_dataset(tokenizer, cfg, splits)
+
     callbacks = []
     # Averaging keeps the last epochs whatever dev says of each one, so it trains them all.
     if has_dev and cfg.train.early_stopping_patience > 0 and not cfg.train.average_last:
@@ -164,7 +196,7 @@ def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> A
     trainer = make_trainer_class()(
         model=model,
         args=training_arguments(cfg, ckpt_dir, resolve_precision(cfg.train.precision), has_dev, quiet),
-        train_dataset=dataset(splits.train, "train"),
+        train_dataset=train_ds,
         eval_dataset=dataset(splits.dev, "dev") if has_dev else None,
         processing_class=tokenizer,
         data_collator=collator,
@@ -173,6 +205,7 @@ def build_trainer(cfg: Config, splits: Splits, ckpt_dir: Path, quiet: bool) -> A
         class_weights=class_weights(cfg.labels, splits.train) if cfg.train.class_weighting == "balanced" else None,
         layer_lr_decay=cfg.train.layer_lr_decay,
         span_loss_weight=cfg.train.span_loss_weight,
+        distill=(cfg.train.distill.alpha, cfg.train.distill.temperature) if splits.distill else None,
     )
     if quiet:
         from transformers.trainer_callback import PrinterCallback
@@ -185,8 +218,12 @@ def fit(trainer: Any, resume_from: str | None, cfg: Config, splits: Splits) -> d
     """Train (from a checkpoint, when resuming); the metrics dict starts here."""
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
-    return {"train_seconds": time.perf_counter() - t0, "train_rows": len(splits.train),
-            "precision": "bf16" if trainer.args.bf16 else "fp32", "extra_test": list(splits.extra)}
+    metrics = {"train_seconds": time.perf_counter() - t0, "train_rows": len(splits.train),
+               "precision": "bf16" if trainer.args.bf16 else "fp32", "extra_test": list(splits.extra)}
+    if splits.distill is not None:
+        metrics["distill"] = {"teacher": str(cfg.train.distill.teacher), "train_rows_with_teacher":
+                              splits.distill.covered, "unlabeled_rows": len(splits.distill.unlabeled_texts)}
+    return metrics
 
 
 def post_fit(cfg: Config, trainer: Any, splits: Splits, ckpt_dir: Path, metrics: dict[str, Any],

@@ -60,6 +60,26 @@ def layer_lr_groups(model: Any, learning_rate: float, decay: float, weight_decay
     return [groups[k] for k in sorted(groups)]
 
 
+def sentence_loss(logits: Any, labels: Any, class_weights: list[float] | None, smoothing: float,
+                  teacher: Any = None, distill: tuple[float, float] | None = None) -> Any:
+    """Cross-entropy on the rows with a gold label (class-weighted, smoothed), and with a teacher
+    ``alpha * CE + (1 - alpha) * T^2 * KL`` (``stance.distill``); rows of a distillation pool have label -100."""
+    import torch
+
+    from stance.distill import distill_loss
+
+    weight = None
+    if class_weights is not None:
+        weight = torch.tensor(class_weights, dtype=logits.dtype, device=logits.device)
+    gold = labels != -100
+    ce = torch.nn.functional.cross_entropy(logits[gold], labels[gold], weight=weight, label_smoothing=smoothing) \
+        if bool(gold.any()) else logits.sum() * 0.0
+    if teacher is None or distill is None:
+        return ce
+    alpha, temperature = distill
+    return alpha * ce + (1 - alpha) * distill_loss(logits, teacher, temperature)
+
+
 def make_trainer_class():
     from transformers import Trainer
 
@@ -72,11 +92,19 @@ def make_trainer_class():
         """
 
         def __init__(self, *args: Any, class_weights: list[float] | None = None,
-                     layer_lr_decay: float = 1.0, span_loss_weight: float = 1.0, **kwargs: Any) -> None:
+                     layer_lr_decay: float = 1.0, span_loss_weight: float = 1.0,
+                     distill: tuple[float, float] | None = None, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.class_weights = class_weights
+            self.distill = distill  # (alpha, temperature): stance.distill
             self.layer_lr_decay = layer_lr_decay
             self.span_loss_weight = span_loss_weight
+
+        def _set_signature_columns_if_needed(self):
+            # The teacher column is no argument of the model's forward; keep it for compute_loss.
+            super()._set_signature_columns_if_needed()
+            if self.distill is not None and "teacher" not in self._signature_columns:
+                self._signature_columns.append("teacher")
 
         def create_optimizer(self, model=None):
             if self.layer_lr_decay == 1.0 or self.optimizer is not None:
@@ -100,31 +128,27 @@ def make_trainer_class():
             return loss
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            teacher = inputs.pop("teacher", None)  # only in distillation's training batches
             if "span_tags" in inputs:
-                return self._loss_with_spans(model, inputs, return_outputs)
-            if self.class_weights is None:
+                return self._loss_with_spans(model, inputs, return_outputs, teacher)
+            if self.class_weights is None and teacher is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            loss = self._sentence_loss(outputs.logits, labels)
+            loss = self._sentence_loss(outputs.logits, labels, teacher)
             return (loss, outputs) if return_outputs else loss
 
-        def _sentence_loss(self, logits, labels):
-            import torch
+        def _sentence_loss(self, logits, labels, teacher=None):
+            return sentence_loss(logits, labels, self.class_weights, self.args.label_smoothing_factor,
+                                 teacher if self.distill is not None else None, self.distill)
 
-            weight = None
-            if self.class_weights is not None:
-                weight = torch.tensor(self.class_weights, dtype=logits.dtype, device=logits.device)
-            return torch.nn.functional.cross_entropy(logits, labels, weight=weight,
-                                                     label_smoothing=self.args.label_smoothing_factor)
-
-        def _loss_with_spans(self, model, inputs, return_outputs):
+        def _loss_with_spans(self, model, inputs, return_outputs, teacher=None):
             """Sentence loss plus the weighted span-tagging loss, from one pass of a ``SpanTagger``."""
             from stance.span_head import span_loss
 
             labels, tags = inputs.pop("labels"), inputs.pop("span_tags")
             logits, span_logits = model(**inputs)
-            loss = self._sentence_loss(logits, labels) + self.span_loss_weight * span_loss(span_logits, tags)
+            loss = self._sentence_loss(logits, labels, teacher) + self.span_loss_weight * span_loss(span_logits, tags)
             # Only the sentence logits go on to the per-epoch metrics (dev macro-F1 picks the epoch).
             return (loss, {"logits": logits}) if return_outputs else loss
 
