@@ -151,12 +151,14 @@ def render_report(
     machine: str = "",
     shipped: str | None = None,
     crossval: dict[str, Any] | None = None,
+    appendix: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the Markdown report and its PNGs; return the headline facts (winner, its numbers).
 
     ``budget_s``: the training time a winner may take.  ``shipped``: the setting that
     ``configs/base.yaml`` as shipped trains (None: none of them); the report says whether it
-    is the winner.  ``crossval``: ``experiments.crossval.run_crossval``'s result plus
+    is the winner.  ``appendix``: more sections (Markdown lines), placed before the error analysis.
+    ``crossval``: ``experiments.crossval.run_crossval``'s result plus
     ``stands_for``; how it can overrule dev is ``experiments.winner.pick_winner``'s rule.
     """
     out = Path(out)
@@ -192,6 +194,7 @@ def render_report(
         *calibration_section(ref["temperature"], ece_before, ece_after),
         *extra_test_section([s.name for s in settings], by_name, labels),
         *spans_section([s.name for s in settings], by_name),
+        *appendix,
         *errors_section(winner.name, ref, as_shipped.ref_threshold, test, labels, notes or {}),
     ]
     if commentary:

@@ -72,3 +72,51 @@ def spans_section(names: Sequence[str], by_name: dict[str, list[dict[str, Any]]]
         *rows,
         "",
     ]
+
+
+def _split_cells(split: dict[str, Any], labels: list[str]) -> list[str]:
+    return [f"{split['macro_f1']:.3f}", *(f"{split['per_class'][lab]:.2f}" for lab in labels)]
+
+
+def teacher_section(student_names: Sequence[str], by_name: dict[str, list[dict[str, Any]]],
+                    teachers: Sequence[dict[str, Any]], labels: list[str], notes: str = "") -> list[str]:
+    """Teachers (seed ensemble, larger model: their cards from scripts/distill_data.py) beside the students:
+    dev, test and PolNeAR-test macro-F1 with per-class F1."""
+    splits = ("dev", "test", "test_polnear")
+    rows = []
+    for name in student_names:
+        runs = by_name.get(name, [])
+        if not runs:
+            continue
+        cells = []
+        for split in splits:
+            got = [r[split] if split in ("dev", "test") else r.get("extra_test", {}).get(split) for r in runs]
+            got = [g for g in got if g]
+            mean = {"macro_f1": float(np.mean([g["macro_f1"] for g in got])),
+                    "per_class": {lab: float(np.mean([g["per_class"][lab]["f1"] for g in got])) for lab in labels}}
+            cells += [fmt(_ms([g["macro_f1"] for g in got]), len(got)),
+                      *_split_cells(mean, labels)[1:]] if got else ["–"] * (1 + len(labels))
+        rows.append(f"| {name} (student, {len(runs)} seeds) | " + " | ".join(cells) + " |")
+    for card in teachers:
+        cells = [c for split in splits for c in (_split_cells(card[split], labels) if split in card
+                                                 else ["–"] * (1 + len(labels)))]
+        rows.append(f"| {card['teacher']} (teacher, {len(card['models'])} model{'s' * (len(card['models']) > 1)}) | "
+                    + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    head = " | ".join(f"{split} macro-F1 | " + " | ".join(labels) for split in splits)
+    return [
+        "## Teacher and distillation",
+        "",
+        "The teachers label the training rows and a 20,000-sentence unlabeled pool (`data/distill/`, written by "
+        "`python scripts/distill_data.py`); the students train on both with `train.distill` "
+        "(`stance/distill.py`). Students: mean (± standard deviation) over seeds, dev and test by argmax as in "
+        "the table of settings, PolNeAR as shipped (dev-chosen threshold). Teachers: argmax of the mean "
+        "probability of their models. Per-class F1 follow each macro-F1.",
+        "",
+        f"| model | {head} |",
+        "|---|" + "---|" * (len(splits) * (1 + len(labels))),
+        *rows,
+        "",
+        *([notes.strip(), ""] if notes.strip() else []),
+    ]

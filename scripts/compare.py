@@ -46,7 +46,9 @@ import yaml
 
 from experiments.baselines import cached_baselines, data_fingerprint, run_baselines
 from experiments.crossval import run_plan, story_groups
+from experiments.loso import GROUPS, loso_section
 from experiments.report import render_report
+from experiments.sections_more import teacher_section
 from experiments.settings import load_plan
 from experiments.sweep import adopt_model, matching_setting, run_sweep
 from stance.config import load_config
@@ -133,7 +135,22 @@ def run(args: argparse.Namespace) -> dict:
     return render_report(settings, records, baselines, dev, test, cfg.labels, args.out, budget_s=plan.time_budget_s,
                          notes=notes, commentary=commentary,
                          machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
-                         shipped=shipped.name if shipped else None, crossval=crossval)
+                         shipped=shipped.name if shipped else None, crossval=crossval,
+                         appendix=_appendix(runs_dir.parent, records, settings, cfg.labels))
+
+
+def _appendix(results_dir: Path, records: list[dict], settings: list, labels: list[str]) -> list[str]:
+    """Sections from other runs: teachers and students (data/distill/*.json), leave one source out."""
+    by_name: dict[str, list[dict]] = {}
+    for r in records:
+        by_name.setdefault(r["setting"], []).append(r)
+    cards = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((ROOT / "data" / "distill").glob("*.json"))]
+    notes_path = results_dir / "teacher_notes.md"
+    students = ["spans+round6", *(s.name for s in settings if s.name.startswith("distill"))]
+    loso = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((results_dir / "loso").glob("*.json"))]
+    return [*teacher_section(students, by_name, cards, labels,
+                             notes_path.read_text(encoding="utf-8") if notes_path.is_file() else ""),
+            *loso_section(sorted(loso, key=lambda r: list(GROUPS).index(r["group"])), labels)]
 
 
 def main() -> int:
