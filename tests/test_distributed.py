@@ -77,6 +77,21 @@ def _key(row: dict) -> tuple:
     return row["doc_id"], row["sent_idx"]
 
 
+def _assert_same_rows(lines: list[str], expected: list[str]) -> None:
+    """Equal rows: every field exactly, except that a score may differ by one unit of its 4th decimal.
+
+    Small windows batch the sentences differently from the local engine, so their padding differs,
+    and ONNX Runtime's fp32 kernels then round a probability's last bits differently: now and then
+    that moves the 4th printed decimal.  Labels, offsets and spans must still match exactly.
+    """
+    got, want = sorted(map(json.loads, lines), key=_key), sorted(map(json.loads, expected), key=_key)
+    assert [_key(r) for r in got] == [_key(r) for r in want]
+    for a, b in zip(got, want):
+        sa, sb = a.pop("scores"), b.pop("scores")
+        assert abs(a.pop("score") - b.pop("score")) <= 1.5e-4 and a == b, (a, b)
+        assert sa.keys() == sb.keys() and all(abs(sa[k] - sb[k]) <= 1.5e-4 for k in sa), (sa, sb)
+
+
 def _without_rate(summary: str) -> str:
     """The summary line without its sentences/s (the one part that differs between runs)."""
     head, _, rest = summary.partition(" sentences/s")
@@ -137,8 +152,9 @@ def test_an_actor_killed_mid_run_is_replaced_and_every_row_is_written_exactly_on
     with pytest.raises(ProcessLookupError):
         os.kill(killed[0], 0)
     lines = [line for part in sorted((tmp_path / "out").glob("part-*.jsonl")) for line in part.read_text().splitlines()]
-    # Byte for byte the lines `stance predict` writes, none lost, none twice.
-    assert sorted(lines) == sorted(local_lines) and len(set(lines)) == len(lines)
+    # The rows `stance predict` writes, none lost, none twice.
+    assert len(set(lines)) == len(lines)
+    _assert_same_rows(lines, local_lines)
     assert summary.sentences == len(local_lines) and summary.articles == 80
 
 

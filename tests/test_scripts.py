@@ -55,6 +55,17 @@ def test_bench_train_times_both_precisions_on_a_tiny_backbone(tiny_backbone, tin
     assert fp32 > 0 and bf16 > 0 and ratio == pytest.approx(fp32 / bf16, rel=0.1, abs=0.01), proc.stdout
 
 
+def test_bench_train_compares_two_backbones_in_the_same_run(tmp_path, tiny_backbone, tiny_data):
+    from stance.testing import build_tiny_backbone
+
+    wide = build_tiny_backbone(tmp_path / "wide", hidden_size=128)
+    proc = run_script("bench_train.py", "--model", wide, "--against", tiny_backbone, "--precision", "fp32",
+                      "--data", tiny_data["train"], "--steps", 3, "--warmup", 1, "--batch-size", 4)
+    assert re.search(rf"^{re.escape(str(wide))} \(fp32\) [\d.]+ s/step, {re.escape(str(tiny_backbone))} \(fp32\) "
+                     r"[\d.]+ s/step \(median of 3, batch 4\)$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^ratio .*/.*: [\d.]+x$", proc.stdout, re.M), proc.stdout
+
+
 def test_compare_report_only_renders_the_report_from_cached_runs(tmp_path, trained_model, tiny_backbone, tiny_data):
     from experiments.settings import load_plan
     from experiments.sweep import record_model
