@@ -90,6 +90,14 @@ def _backends(metrics: dict[str, Any]) -> str:
     return "".join(line + "\n" for line in lines) + "\n"
 
 
+def _distill(cfg: Config, metrics: dict[str, Any]) -> str:
+    d, got = cfg.train.distill, metrics.get("distill")
+    if not got:
+        return "none"
+    return (f"teacher probabilities from `{d.teacher}` (alpha {d.alpha}, temperature {d.temperature}) on "
+            f"{got['train_rows_with_teacher']} training rows, and {got['unlabeled_rows']} rows without a gold label")
+
+
 def render(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[str, Any]) -> str:
     """The model card for a run with config ``cfg``, row ``counts`` per split and its ``metrics``."""
     t, averaged = cfg.train, metrics.get("averaged_checkpoints")
@@ -105,6 +113,6 @@ def render(cfg: Config, counts: dict[str, dict[str, int]], metrics: dict[str, An
         class_weighting=t.class_weighting, label_smoothing=t.label_smoothing, seed=t.seed,
         precision=metrics.get("precision", "fp32"), train_seconds=f"{metrics.get('train_seconds', 0):.0f}",
         temperature=metrics.get("calibration", {}).get("temperature", 1.0),
-        min_score=metrics.get("min_score", {}).get("min_score", 0.0),
+        min_score=metrics.get("min_score", {}).get("min_score", 0.0), distill=_distill(cfg, metrics),
         versions="\n".join(f"- {k} {v}" for k, v in versions().items()),
     )

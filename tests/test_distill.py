@@ -67,6 +67,8 @@ def test_the_unlabeled_pool_teaches_labels_the_gold_rows_lack(tmp_path, tiny_bac
     metrics = train(config_from_dict(d), quiet=True)
     assert metrics["distill"]["unlabeled_rows"] == len({r["text"] for r in pool_rows})
     assert metrics["train_rows"] == len([r for r in rows[:160] if r["label"] in ("accuse", "none")])
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert f"and {len({r['text'] for r in pool_rows})} rows without a gold label" in card
     per_class = metrics["test"]["per_class"]
     # No gold row is deny or support: only the teacher's rows can teach them.
     assert per_class["deny"]["f1"] > 0.5 and per_class["support"]["f1"] > 0.5
