@@ -58,7 +58,7 @@ class LabeledData:
         return LabeledData(self.path, [self.texts[i] for i in rows], [self.labels[i] for i in rows], spans)
 
 
-def _rows(path: Path):
+def iter_rows(path: Path):
     """Yield (row_number, dict) pairs; row numbers are 1-based lines of the file."""
     suffix = path.suffix.lower()
     try:
@@ -112,7 +112,7 @@ def read_labeled(
     texts: list[str] = []
     golds: list[str] = []
     spans: list[dict | None] = []
-    for lineno, row in _rows(path):
+    for lineno, row in iter_rows(path):
         if text_column not in row:
             raise StanceError(f"{path}:{lineno}: missing column '{text_column}'")
         if label_column not in row:

@@ -15,14 +15,13 @@ held-out labels second-hand, so such a file is refused.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stance.data import LabeledData
+from stance.data import LabeledData, iter_rows
 from stance.errors import StanceError, short
 
 NO_TEACHER = -1.0  # fills the teacher column of a training row the teacher file does not cover
@@ -63,24 +62,14 @@ def _probs(row: dict[str, Any], labels: Sequence[str], where: str) -> list[float
 def read_teacher(path: str | Path, labels: Sequence[str]) -> list[tuple[int, str, list[float]]]:
     """(line, text, probabilities in label order) per row of a teacher file; a bad row is a one-line error."""
     path = Path(path)
+    if not path.is_file():
+        raise StanceError(f"{path}: train.distill.teacher: file not found")
     rows = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise StanceError(f"{where}: broken JSON ({e.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
-                    raise StanceError(f"{where}: expected an object with a non-empty 'text'")
-                rows.append((lineno, row["text"], _probs(row, labels, where)))
-    except FileNotFoundError:
-        raise StanceError(f"{path}: train.distill.teacher: file not found") from None
-    except UnicodeDecodeError:
-        raise StanceError(f"{path}: not a UTF-8 text file") from None
+    for lineno, row in iter_rows(path):
+        where = f"{path}:{lineno}"
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise StanceError(f"{where}: expected an object with a non-empty 'text'")
+        rows.append((lineno, row["text"], _probs(row, labels, where)))
     if not rows:
         raise StanceError(f"{path}: train.distill.teacher: no rows")
     return rows
