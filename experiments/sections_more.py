@@ -79,9 +79,10 @@ def _split_cells(split: dict[str, Any], labels: list[str]) -> list[str]:
 
 
 def teacher_section(student_names: Sequence[str], by_name: dict[str, list[dict[str, Any]]],
-                    teachers: Sequence[dict[str, Any]], labels: list[str], notes: str = "") -> list[str]:
-    """Teachers (seed ensemble, larger model: their cards from scripts/distill_data.py) beside the students:
-    dev, test and PolNeAR-test macro-F1 with per-class F1."""
+                    teachers: Sequence[dict[str, Any]], labels: list[str], notes: str = "",
+                    default: str = "spans+round6") -> list[str]:
+    """Teachers (seed ensemble, larger model: their cards from scripts/distill_data.py) beside the default
+    recipe and the students: dev, test and PolNeAR-test macro-F1 with per-class F1."""
     splits = ("dev", "test", "test_polnear")
     rows = []
     for name in student_names:
@@ -96,7 +97,8 @@ def teacher_section(student_names: Sequence[str], by_name: dict[str, list[dict[s
                     "per_class": {lab: float(np.mean([g["per_class"][lab]["f1"] for g in got])) for lab in labels}}
             cells += [fmt(_ms([g["macro_f1"] for g in got]), len(got)),
                       *_split_cells(mean, labels)[1:]] if got else ["–"] * (1 + len(labels))
-        rows.append(f"| {name} (student, {len(runs)} seeds) | " + " | ".join(cells) + " |")
+        role = "the default recipe without a teacher" if name == default else "student"
+        rows.append(f"| {name} ({role}, {len(runs)} seed{'s' * (len(runs) > 1)}) | " + " | ".join(cells) + " |")
     for card in teachers:
         cells = [c for split in splits for c in (_split_cells(card[split], labels) if split in card
                                                  else ["–"] * (1 + len(labels)))]
