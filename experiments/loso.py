@@ -144,7 +144,7 @@ def loso_row(record: dict[str, Any], labels: list[str]) -> str:
 
 
 def loso_section(records: Sequence[dict[str, Any]], labels: list[str],
-                 command: str = "python scripts/loso.py") -> list[str]:
+                 command: str = "python scripts/loso.py", notes: str = "") -> list[str]:
     """The table of ``docs/results.md`` (empty when no group has run)."""
     if not records:
         return []
@@ -166,6 +166,7 @@ def loso_section(records: Sequence[dict[str, Any]], labels: list[str],
         "|---|---|---|---|---|---|---|",
         *(loso_row(r, labels) for r in records),
         "",
+        *([notes.strip(), ""] if notes.strip() else []),
     ]
 
 

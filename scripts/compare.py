@@ -145,12 +145,16 @@ def _appendix(results_dir: Path, records: list[dict], settings: list, labels: li
     for r in records:
         by_name.setdefault(r["setting"], []).append(r)
     cards = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((ROOT / "data" / "distill").glob("*.json"))]
-    notes_path = results_dir / "teacher_notes.md"
+
+    def notes(name: str) -> str:
+        path = results_dir / name
+        return path.read_text(encoding="utf-8") if path.is_file() else ""
+
     students = ["spans+round6", *(s.name for s in settings if s.name.startswith("distill"))]
     loso = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((results_dir / "loso").glob("*.json"))]
-    return [*teacher_section(students, by_name, cards, labels,
-                             notes_path.read_text(encoding="utf-8") if notes_path.is_file() else ""),
-            *loso_section(sorted(loso, key=lambda r: list(GROUPS).index(r["group"])), labels)]
+    return [*teacher_section(students, by_name, cards, labels, notes("teacher_notes.md")),
+            *loso_section(sorted(loso, key=lambda r: list(GROUPS).index(r["group"])), labels,
+                          notes=notes("loso_notes.md"))]
 
 
 def main() -> int:
