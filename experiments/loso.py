@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from corpus.jsonl import read_jsonl, write_jsonl
 from stance.config import Config, load_config
 from stance.data import read_labeled
 from stance.errors import StanceError
-from stance.io import write_json, write_text
+from stance.io import write_json
 from stance.metrics import bootstrap_macro_f1, compute_metrics
 
 # The major sources and the `source` values each one covers (CAMEO/PLOVER event sentences are one kind).
@@ -38,39 +39,28 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _rows(paths: str | Sequence[str]) -> list[dict[str, Any]]:
-    out = []
-    for p in [paths] if isinstance(paths, str) else paths:
-        with open(p, encoding="utf-8") as fh:
-            out += [json.loads(line) for line in fh if line.strip()]
-    return out
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> str:
-    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return str(path)
-
-
 def split_files(cfg: Config, group: str, extra_test: Sequence[str], work: Path) -> dict[str, str]:
     """Train and dev without the group, test of only the group (from test and the extra test files)."""
     sources = GROUPS[group]
-    train = [r for r in _rows(cfg.data.train) if r.get("source") not in sources]
-    dev = [r for r in _rows(cfg.data.dev) if r.get("source") not in sources]
-    test = [r for r in _rows([cfg.data.test, *extra_test]) if r.get("source") in sources]
-    if not test:
+    train_files = [cfg.data.train] if isinstance(cfg.data.train, str) else cfg.data.train
+    rows = {
+        "train": [r for f in train_files for r in read_jsonl(Path(f)) if r.get("source") not in sources],
+        "dev": [r for r in read_jsonl(Path(cfg.data.dev)) if r.get("source") not in sources],
+        "test": [r for f in [cfg.data.test, *extra_test] for r in read_jsonl(Path(f)) if r.get("source") in sources],
+    }
+    if not rows["test"]:
         raise StanceError(f"leave-one-source-out: no test sentence comes from {group} ({', '.join(sources)})")
-    return {"train": _write(work / "train.jsonl", train), "dev": _write(work / "dev.jsonl", dev),
-            "test": _write(work / "test.jsonl", test)}
+    for split, split_rows in rows.items():
+        write_jsonl(work / f"{split}.jsonl", split_rows)
+    return {split: str(work / f"{split}.jsonl") for split in rows}
 
 
-def _predict_ids(model_dir: Path, test_file: str, labels: list[str]) -> tuple[list[int], dict[str, Any]]:
-    """Label ids as the model ships (its dev-chosen threshold) on the test file, and their metrics."""
+def _predict_ids(model_dir: Path, texts: list[str], labels: list[str]) -> list[int]:
+    """Label ids as the model ships (its dev-chosen threshold)."""
     from stance.modeling import StanceClassifier
 
     clf = StanceClassifier.load(model_dir)
-    data = read_labeled(test_file, labels)
-    preds = clf.decide(clf.predict_proba(data.texts, batch_size=128))
-    return [labels.index(p) for p in preds], compute_metrics(data.labels, preds, labels)
+    return [labels.index(p) for p in clf.decide(clf.predict_proba(texts, batch_size=128))]
 
 
 def _check_default(model_dir: Path, base: Config) -> int:
@@ -104,12 +94,12 @@ def run_group(config: str | Path, group: str, seed: int, included: Sequence[Path
                                f"data.test={files['test']}", "data.extra_test=[]", "model.export_onnx=false",
                                f"train.seed={seed}", f"output_dir={out}"])
     metrics = train(cfg, quiet=quiet)
-    gold = [base.labels.index(lab) for lab in read_labeled(files["test"], base.labels).labels]
-    without, _ = _predict_ids(out, files["test"], base.labels)
-    record = {"group": group, "sources": list(GROUPS[group]), "seed": seed, "gold": gold,
+    test = read_labeled(files["test"], base.labels)
+    record = {"group": group, "sources": list(GROUPS[group]), "seed": seed,
+              "gold": [base.labels.index(lab) for lab in test.labels],
               "train_rows": metrics["train_rows"], "train_seconds": metrics["train_seconds"],
-              "without": without,
-              "included": {f"seed-{_check_default(p, base)}": _predict_ids(p, files["test"], base.labels)[0]
+              "without": _predict_ids(out, test.texts, base.labels),
+              "included": {f"seed-{_check_default(p, base)}": _predict_ids(p, test.texts, base.labels)
                            for p in included}}
     runs_dir.mkdir(parents=True, exist_ok=True)
     write_json(cache, record)
@@ -130,17 +120,16 @@ def loso_row(record: dict[str, Any], labels: list[str]) -> str:
     f_with, diff = bootstrap_macro_f1(gold, with_ids, without_ids, n_labels=len(labels), seed=0)
     f_without = [a + d for a, d in zip(f_with, diff)]
 
-    def macro(ids: list[np.ndarray]) -> float:
-        return float(np.mean([compute_metrics([labels[g] for g in gold], [labels[p] for p in ps], labels)["macro_f1"]
-                              for ps in ids]))
+    def metrics(ids: np.ndarray) -> dict[str, Any]:
+        return compute_metrics([labels[g] for g in gold], [labels[p] for p in ids], labels)
 
-    def per_class(ids: np.ndarray) -> str:
-        m = compute_metrics([labels[g] for g in gold], [labels[p] for p in ids], labels)
-        return " / ".join(f"{m['per_class'][lab]['f1']:.2f}" for lab in labels)
-
+    m_without = metrics(without_ids[0])
+    f1_with = float(np.mean([metrics(ids)["macro_f1"] for ids in with_ids]))
+    f1_without = m_without["macro_f1"]
+    per_class = " / ".join(f"{m_without['per_class'][lab]['f1']:.2f}" for lab in labels)
     return (f"| {record['group']} ({', '.join(record['sources'])}) | {len(gold)} | {record['train_rows']:,} | "
-            f"{macro(with_ids):.3f} {_interval(f_with)} | {macro(without_ids):.3f} {_interval(f_without)} | "
-            f"{macro(without_ids) - macro(with_ids):+.3f} {_interval(diff)} | {per_class(without_ids[0])} |")
+            f"{f1_with:.3f} {_interval(f_with)} | {f1_without:.3f} {_interval(f_without)} | "
+            f"{f1_without - f1_with:+.3f} {_interval(diff)} | {per_class} |")
 
 
 def loso_section(records: Sequence[dict[str, Any]], labels: list[str],
