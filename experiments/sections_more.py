@@ -74,8 +74,18 @@ def spans_section(names: Sequence[str], by_name: dict[str, list[dict[str, Any]]]
     ]
 
 
-def _split_cells(split: dict[str, Any], labels: list[str]) -> list[str]:
-    return [f"{split['macro_f1']:.3f}", *(f"{split['per_class'][lab]:.2f}" for lab in labels)]
+def _per_class_cells(per_class: dict[str, float], labels: list[str]) -> list[str]:
+    return [f"{per_class[lab]:.2f}" for lab in labels]
+
+
+def _student_cells(runs: Sequence[dict[str, Any]], split: str, labels: list[str]) -> list[str]:
+    """Macro-F1 (mean ± sd over the runs that measured ``split``) and mean per-class F1."""
+    got = [r[split] if split in ("dev", "test") else r.get("extra_test", {}).get(split) for r in runs]
+    got = [g for g in got if g]
+    if not got:
+        return ["–"] * (1 + len(labels))
+    per_class = {lab: float(np.mean([g["per_class"][lab]["f1"] for g in got])) for lab in labels}
+    return [fmt(_ms([g["macro_f1"] for g in got]), len(got)), *_per_class_cells(per_class, labels)]
 
 
 def teacher_section(student_names: Sequence[str], by_name: dict[str, list[dict[str, Any]]],
@@ -89,19 +99,13 @@ def teacher_section(student_names: Sequence[str], by_name: dict[str, list[dict[s
         runs = by_name.get(name, [])
         if not runs:
             continue
-        cells = []
-        for split in splits:
-            got = [r[split] if split in ("dev", "test") else r.get("extra_test", {}).get(split) for r in runs]
-            got = [g for g in got if g]
-            mean = {"macro_f1": float(np.mean([g["macro_f1"] for g in got])),
-                    "per_class": {lab: float(np.mean([g["per_class"][lab]["f1"] for g in got])) for lab in labels}}
-            cells += [fmt(_ms([g["macro_f1"] for g in got]), len(got)),
-                      *_split_cells(mean, labels)[1:]] if got else ["–"] * (1 + len(labels))
+        cells = [c for split in splits for c in _student_cells(runs, split, labels)]
         role = "the default recipe without a teacher" if name == default else "student"
         rows.append(f"| {name} ({role}, {len(runs)} seed{'s' * (len(runs) > 1)}) | " + " | ".join(cells) + " |")
     for card in teachers:
-        cells = [c for split in splits for c in (_split_cells(card[split], labels) if split in card
-                                                 else ["–"] * (1 + len(labels)))]
+        cells = [c for split in splits for c in
+                 ([f"{card[split]['macro_f1']:.3f}", *_per_class_cells(card[split]["per_class"], labels)]
+                  if split in card else ["–"] * (1 + len(labels)))]
         rows.append(f"| {card['teacher']} (teacher, {len(card['models'])} model{'s' * (len(card['models']) > 1)}) | "
                     + " | ".join(cells) + " |")
     if not rows:

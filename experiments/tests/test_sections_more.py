@@ -32,3 +32,27 @@ def test_the_spans_table_gives_given_label_and_end_to_end_figures_per_split():
 
 def test_no_run_with_the_measure_means_no_section():
     assert extra_test_section(["a"], {"a": [{}]}, LABELS) == [] and spans_section(["a"], {"a": [{}]}) == []
+
+
+def _split(f1):
+    return {"macro_f1": f1, "per_class": {lab: {"f1": f1} for lab in LABELS}}
+
+
+def test_the_teacher_table_puts_students_beside_teachers_and_dashes_what_was_not_measured():
+    from experiments.sections_more import teacher_section
+
+    by_name = {"base": [{"dev": _split(0.8), "test": _split(0.7)}],
+               "student": [{"dev": _split(0.7), "test": _split(0.6), "extra_test": _extra(0.5)},
+                           {"dev": _split(0.9), "test": _split(0.8), "extra_test": _extra(0.7)}]}
+    card = {"teacher": "ens", "models": [1, 2, 3], "dev": {"macro_f1": 0.81, "per_class": dict.fromkeys(LABELS, 0.8)},
+            "test": {"macro_f1": 0.71, "per_class": dict.fromkeys(LABELS, 0.7)}}
+    rows = [x for x in teacher_section(["base", "student", "missing"], by_name, [card], LABELS, default="base")
+            if x.startswith("| ") and "macro-F1" not in x]
+    assert rows == [
+        "| base (the default recipe without a teacher, 1 seed) | 0.800 | 0.80 | 0.80 | 0.80 | 0.80 | 0.700 | 0.70 "
+        "| 0.70 | 0.70 | 0.70 | – | – | – | – | – |",
+        "| student (student, 2 seeds) | 0.800 ± 0.100 | 0.80 | 0.80 | 0.80 | 0.80 | 0.700 ± 0.100 | 0.70 | 0.70 "
+        "| 0.70 | 0.70 | 0.600 ± 0.100 | 0.60 | 0.60 | 0.60 | 0.60 |",
+        "| ens (teacher, 3 models) | 0.810 | 0.80 | 0.80 | 0.80 | 0.80 | 0.710 | 0.70 | 0.70 | 0.70 | 0.70 | – | – "
+        "| – | – | – |",
+    ]
