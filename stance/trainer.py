@@ -140,7 +140,7 @@ def make_trainer_class():
 
         def _sentence_loss(self, logits, labels, teacher=None):
             return sentence_loss(logits, labels, self.class_weights, self.args.label_smoothing_factor,
-                                 teacher if self.distill is not None else None, self.distill)
+                                 teacher, self.distill)
 
         def _loss_with_spans(self, model, inputs, return_outputs, teacher=None):
             """Sentence loss plus the weighted span-tagging loss, from one pass of a ``SpanTagger``."""
