@@ -20,6 +20,7 @@ import random
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,10 +52,7 @@ def draw_pool(raw: Path, data_dir: Path, size: int, seed: int) -> list[dict]:
     return sorted(rows, key=lambda r: r["id"])
 
 
-def _texts_and_rows(config: Path, pool_file: Path) -> tuple[list[str], list[dict]]:
-    from stance.config import load_config
-
-    cfg = load_config(config)
+def _texts_and_rows(cfg: Any, pool_file: Path) -> tuple[list[str], list[dict]]:
     train_files = [cfg.data.train] if isinstance(cfg.data.train, str) else cfg.data.train
     rows = [{**r, "split": "train"} for f in train_files for r in read_jsonl(Path(f))]
     rows += [{**r, "split": "pool"} for r in read_jsonl(pool_file)]
@@ -64,33 +62,36 @@ def _texts_and_rows(config: Path, pool_file: Path) -> tuple[list[str], list[dict
     return list(seen), list(seen.values())
 
 
-def ensemble_probs(models: list[Path], texts: list[str], batch_size: int = 128) -> tuple[np.ndarray, list[str]]:
-    """Mean probability of the models (each as it ships: its calibrated softmax) over the texts."""
+def load_teachers(models: list[Path]) -> tuple[list[Any], list[str]]:
+    """The teacher models, loaded once, and their common label order."""
     from stance.modeling import StanceClassifier
 
-    total, labels = None, None
-    for i, path in enumerate(models, start=1):
-        clf = StanceClassifier.load(path)
-        if labels is not None and clf.labels != labels:
-            raise StanceError(f"{path}: labels {clf.labels} differ from the first teacher's {labels}")
-        labels = clf.labels
-        probs = clf.predict_proba(texts, batch_size=batch_size, progress=f"teacher {i}/{len(models)}")
+    clfs = [StanceClassifier.load(path) for path in models]
+    for path, clf in zip(models, clfs):
+        if clf.labels != clfs[0].labels:
+            raise StanceError(f"{path}: labels {clf.labels} differ from the first teacher's {clfs[0].labels}")
+    return clfs, clfs[0].labels
+
+
+def ensemble_probs(clfs: list[Any], texts: list[str], batch_size: int = 128) -> np.ndarray:
+    """Mean probability of the models (each as it ships: its calibrated softmax) over the texts."""
+    total = None
+    for i, clf in enumerate(clfs, start=1):
+        probs = clf.predict_proba(texts, batch_size=batch_size, progress=f"teacher {i}/{len(clfs)}")
         total = probs if total is None else total + probs
-    return total / len(models), labels
+    return total / len(clfs)
 
 
-def teacher_card(models: list[Path], labels: list[str], config: Path) -> dict:
+def teacher_card(clfs: list[Any], labels: list[str], cfg: Any) -> dict:
     """The teacher's macro-F1 and per-class F1 (argmax of the mean) on dev, test and the extra test sets."""
-    from stance.config import load_config
     from stance.data import read_labeled
     from stance.metrics import compute_metrics
 
-    cfg = load_config(config)
     card = {}
     for name, path in [("dev", cfg.data.dev), ("test", cfg.data.test),
                        *((Path(p).stem, p) for p in cfg.data.extra_test)]:
         data = read_labeled(path, labels)
-        probs, _ = ensemble_probs(models, data.texts)
+        probs = ensemble_probs(clfs, data.texts)
         m = compute_metrics(data.labels, [labels[i] for i in probs.argmax(1)], labels)
         card[name] = {"n": m["n"], "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
                       "per_class": {lab: m["per_class"][lab]["f1"] for lab in labels}}
@@ -113,9 +114,13 @@ def cmd_pool(args: argparse.Namespace) -> None:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    texts, rows = _texts_and_rows(args.config, args.pool)
+    from stance.config import load_config
+
+    cfg = load_config(args.config)
+    texts, rows = _texts_and_rows(cfg, args.pool)
+    clfs, labels = load_teachers(args.models)
     t0 = time.perf_counter()
-    probs, labels = ensemble_probs(args.models, texts)
+    probs = ensemble_probs(clfs, texts)
     out = [{"text": r["text"], "probs": {lab: round(float(p), 5) for lab, p in zip(labels, pr)},
             "split": r["split"], "source": r.get("source"), "doc_id": r.get("doc_id")}
            for r, pr in zip(rows, probs)]
@@ -123,7 +128,7 @@ def cmd_label(args: argparse.Namespace) -> None:
     write_jsonl(args.out_dir / f"{args.name}.jsonl", out)
     card = {"teacher": args.name, "models": [_describe(m) for m in args.models], "rows": len(out),
             "rows_by_split": dict(Counter(r["split"] for r in out)), "label_seconds": round(seconds, 1),
-            **teacher_card(args.models, labels, args.config)}
+            **teacher_card(clfs, labels, cfg)}
     write_json(args.out_dir / f"{args.name}.json", card)
     print(f"{args.out_dir / args.name}.jsonl: {len(out)} rows in {seconds:.0f}s; teacher macro-F1 "
           + ", ".join(f"{k} {card[k]['macro_f1']:.3f}" for k in card if isinstance(card[k], dict) and "n" in card[k]))

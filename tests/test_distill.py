@@ -103,3 +103,41 @@ def test_distill_settings_out_of_range_are_config_errors(tiny_backbone, tiny_dat
     d["train"]["distill"] = {key: value}
     with pytest.raises(StanceError, match=f"train.distill.{key}"):
         config_from_dict(d)
+
+
+def test_distill_data_label_writes_probabilities_that_train_a_student(tmp_path, trained_model, tiny_backbone,
+                                                                     tiny_data):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    pool = write_jsonl(tmp_path / "pool.jsonl", [{"text": r["text"], "source": "synthetic", "doc_id": r["id"]}
+                                                 for r in _unseen(make_rows(30, 31), tiny_data)])
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "student")))
+    args = ["label", trained_model, trained_model, "--name", "twice", "--config", config, "--pool", pool,
+            "--out-dir", tmp_path]
+    proc = subprocess.run([sys.executable, "scripts/distill_data.py", *map(str, args)], cwd=root, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "twice.jsonl").read_text().splitlines()]
+    card = json.loads((tmp_path / "twice.json").read_text())
+    assert card["rows_by_split"] == {"train": len({r["text"] for r in make_rows(160, 1)}),
+                                     "pool": len({r["text"] for r in rows if r["split"] == "pool"})}
+    assert set(card) >= {"dev", "test"} and len(card["models"]) == 2
+    # The mean of one model twice is that model: the card scores its argmax on test.
+    from stance.data import read_labeled
+    from stance.metrics import compute_metrics
+    from stance.modeling import StanceClassifier
+
+    clf, test = StanceClassifier.load(trained_model), read_labeled(tiny_data["test"], LABELS)
+    argmax = [clf.labels[i] for i in clf.predict_proba(test.texts).argmax(1)]
+    assert card["test"]["macro_f1"] == pytest.approx(compute_metrics(test.labels, argmax, LABELS)["macro_f1"])
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "student")
+    d["train"]["distill"] = {"teacher": str(tmp_path / "twice.jsonl")}
+    metrics = train(config_from_dict(d), quiet=True)
+    assert metrics["distill"]["unlabeled_rows"] == card["rows_by_split"]["pool"]
