@@ -28,7 +28,15 @@ from experiments.sections import (
 )
 from experiments.sections_more import extra_test_section, spans_section
 from experiments.settings import Setting, is_curve_point
-from experiments.summaries import Summary, ensemble, paired_bootstrap, summarize, threshold_to_none, uncalibrated_ece
+from experiments.summaries import (
+    Summary,
+    ensemble,
+    interval_as_shipped,
+    paired_bootstrap,
+    summarize,
+    threshold_to_none,
+    uncalibrated_ece,
+)
 from experiments.winner import Choice, pick_winner
 from stance.data import LabeledData
 from stance.io import write_text
@@ -152,12 +160,14 @@ def render_report(
     shipped: str | None = None,
     crossval: dict[str, Any] | None = None,
     appendix: Sequence[str] = (),
+    extra_gold: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Write the Markdown report and its PNGs; return the headline facts (winner, its numbers).
 
     ``budget_s``: the training time a winner may take.  ``shipped``: the setting that
     ``configs/base.yaml`` as shipped trains (None: none of them); the report says whether it
     is the winner.  ``appendix``: more sections (Markdown lines), placed before the error analysis.
+    ``extra_gold``: gold labels of the extra test sets by name, for their bootstrap intervals.
     ``crossval``: ``experiments.crossval.run_crossval``'s result plus
     ``stands_for``; how it can overrule dev is ``experiments.winner.pick_winner``'s rule.
     """
@@ -185,14 +195,17 @@ def render_report(
     ece_before, ece_after = calibration(ref, test, labels)
     tfidf_f1 = baselines["tfidf+logreg"]["test"]["macro_f1"]
     lines = [
-        *headline(choice, as_shipped.summary, crossval, budget_s, tfidf_f1, shipped, command, asset_dir.name, machine),
+        *headline(choice, as_shipped.summary, crossval, budget_s, tfidf_f1, shipped, command, asset_dir.name, machine,
+                  interval_as_shipped([r["test_probs"] for r in as_shipped.records], as_shipped.thresholds,
+                                      test.labels, labels)),
         *models_section(rows, labels),
         *dev_resolution(boot, runner, len(dev)),
         *(crossval_section(crossval, choice.dev_winner.name, len(dev), labels) if choice.cv_best else []),
         *confusion_section(winner.name, ref, as_shipped.ref_threshold, labels, asset_dir.name),
         *curve_section(curve, curve_seeds, tf_curve, asset_dir.name),
         *calibration_section(ref["temperature"], ece_before, ece_after),
-        *extra_test_section([s.name for s in settings], by_name, labels),
+        *extra_test_section([s.name for s in settings], by_name, labels,
+                            gold=(extra_gold or {}).get("test_polnear")),
         *spans_section([s.name for s in settings], by_name),
         *appendix,
         *errors_section(winner.name, ref, as_shipped.ref_threshold, test, labels, notes or {}),

@@ -46,9 +46,13 @@ def _shipped_sentence(shipped: str | None, winner: str) -> str:
 
 
 def headline(choice: Choice, thr: Summary, crossval: dict[str, Any] | None, budget_s: int, tfidf_f1: float,
-             shipped: str | None, command: str, assets: str, machine: str) -> list[str]:
-    """The title, where the numbers come from, and the winner with its test score as shipped."""
+             shipped: str | None, command: str, assets: str, machine: str,
+             test_interval: tuple[float, float] | None = None) -> list[str]:
+    """The title, where the numbers come from, and the winner with its test score as shipped
+    (and the 95% bootstrap interval of that score over the test sentences, where given)."""
     winner = choice.winner
+    interval = (f" (95% bootstrap interval over the test sentences {test_interval[0]:.3f}–{test_interval[1]:.3f})"
+                if test_interval else "")
     return [
         "# Results: baselines, recipes and the default model",
         "",
@@ -59,7 +63,8 @@ def headline(choice: Choice, thr: Summary, crossval: dict[str, Any] | None, budg
         "",
         _winner_sentence(choice, crossval, budget_s)
         + f" Test macro-F1 {fmt(winner.test_f1, winner.n)} over {winner.n} seed(s) with plain argmax, "
-        f"**{fmt(thr.test_f1, thr.n)}** as `stance train` ships it, with the `none` threshold it chooses on dev "
+        f"**{fmt(thr.test_f1, thr.n)}** as `stance train` ships it{interval}, with the `none` threshold it chooses "
+        "on dev "
         f"({thr.test_f1[0] - tfidf_f1:+.3f} over TF-IDF + LR's {tfidf_f1:.3f}); "
         f"train time {winner.train_seconds / 60:.1f} min on this machine. "
         + _shipped_sentence(shipped, winner.name),

@@ -11,7 +11,7 @@ import numpy as np
 from experiments.settings import Setting
 from stance.calibration import fit_min_score
 from stance.data import LabeledData
-from stance.metrics import bootstrap_macro_f1, compute_metrics, expected_calibration_error
+from stance.metrics import bootstrap_interval, bootstrap_macro_f1, compute_metrics, expected_calibration_error
 from stance.modeling import decide_labels
 
 
@@ -94,6 +94,15 @@ def paired_bootstrap(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]], s
     preds = [[np.asarray(r[f"{split}_probs"]).argmax(1) for r in runs] for runs in (a, b)]
     fa, diff = bootstrap_macro_f1(gold, *preds, n_labels=len(labels), draws=draws, seed=seed)
     return {"sd_a": float(np.std(fa)), "diff": float(np.mean(diff)), "diff_sd": float(np.std(diff))}
+
+
+def interval_as_shipped(probs: Sequence[Any], thresholds: Sequence[float], gold: Sequence[str],
+                       labels: list[str]) -> tuple[float, float]:
+    """95% bootstrap interval of the mean macro-F1 over runs, each deciding with its own `none`
+    threshold as `stance predict` does; ``probs``: one (sentences x labels) array per run."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    preds = [np.array([index[x] for x in decide_labels(np.asarray(p), labels, t)]) for p, t in zip(probs, thresholds)]
+    return bootstrap_interval(np.array([index[g] for g in gold]), preds, len(labels))
 
 
 def uncalibrated_ece(probs: np.ndarray, temperature: float, gold_ids: np.ndarray) -> float:

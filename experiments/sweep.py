@@ -71,6 +71,13 @@ def record_model(model_dir: Path, cfg: Any, setting: Setting, seed: int) -> dict
              for name in trained.get("extra_test", []) if name in trained}
     if extra:
         record["extra_test"] = extra
+        # Their probabilities too, so the report can resample sentences for an interval.
+        paths = {Path(p).stem: p for p in cfg.data.extra_test}
+        record["extra_test_probs"] = {
+            name: _rounded(clf.predict_proba(read_labeled(paths[name], cfg.labels, cfg.data.text_column,
+                                                          cfg.data.label_column).texts,
+                                             batch_size=cfg.train.eval_batch_size))
+            for name in extra if name in paths}
     spans = {split: trained[split]["spans"] for split in ("dev", "test") if "spans" in trained.get(split, {})}
     if spans:
         record["spans"] = spans

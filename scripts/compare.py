@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> dict:
                          notes=notes, commentary=commentary,
                          machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
                          shipped=shipped.name if shipped else None, crossval=crossval,
-                         appendix=_appendix(runs_dir.parent, records, settings, cfg.labels))
+                         appendix=_appendix(runs_dir.parent, records, settings, cfg.labels),
+                         extra_gold={Path(p).stem: read(p).labels for p in cfg.data.extra_test})
 
 
 def _appendix(results_dir: Path, records: list[dict], settings: list, labels: list[str]) -> list[str]:

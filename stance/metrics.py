@@ -107,6 +107,13 @@ def compute_metrics(
     return metrics
 
 
+def _mean_macro_f1(gold: np.ndarray, preds: Sequence[np.ndarray], idx: np.ndarray, n_labels: int) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(np.mean([f1_score(gold[idx], p[idx], labels=range(n_labels), average="macro", zero_division=0)
+                          for p in preds]))
+
+
 def bootstrap_macro_f1(gold: np.ndarray, preds_a: Sequence[np.ndarray], preds_b: Sequence[np.ndarray],
                        n_labels: int, draws: int = 500, seed: int = 0) -> tuple[list[float], list[float]]:
     """Macro-F1 of a, and of b minus a, on the same bootstrap resamples of the sentences.
@@ -114,17 +121,25 @@ def bootstrap_macro_f1(gold: np.ndarray, preds_a: Sequence[np.ndarray], preds_b:
     ``preds_a``/``preds_b``: one label-id array per model (seed); each side's score is
     the mean over its models.
     """
-    from sklearn.metrics import f1_score
-
     rng = np.random.default_rng(seed)
     fa, diff = [], []
     for _ in range(draws):
         i = rng.integers(0, len(gold), len(gold))
-        ma, mb = (float(np.mean([f1_score(gold[i], p[i], labels=range(n_labels), average="macro",
-                                          zero_division=0) for p in ps])) for ps in (preds_a, preds_b))
+        ma, mb = (_mean_macro_f1(gold, ps, i, n_labels) for ps in (preds_a, preds_b))
         fa.append(ma)
         diff.append(mb - ma)
     return fa, diff
+
+
+def bootstrap_interval(gold: np.ndarray, preds: Sequence[np.ndarray], n_labels: int, draws: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean macro-F1 over ``preds`` (one label-id array per model, e.g.
+    per seed) when the sentences are resampled: how far another sample of the same kind of news
+    could move the score, which seeds alone do not show."""
+    rng = np.random.default_rng(seed)
+    scores = [_mean_macro_f1(gold, preds, rng.integers(0, len(gold), len(gold)), n_labels) for _ in range(draws)]
+    lo, hi = np.quantile(scores, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def format_table(metrics: dict[str, Any]) -> str:

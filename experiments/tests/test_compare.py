@@ -251,3 +251,25 @@ def test_paired_bootstrap_sees_a_real_difference_and_none_between_equals():
     assert same["diff"] == 0 and same["diff_sd"] == 0 and same["sd_a"] > 0
     better = paired_bootstrap(a, [{"dev_probs": right}], "dev", data, labels, draws=50)
     assert better["diff"] > 0.4 and better["diff"] > 5 * better["diff_sd"]
+
+
+def test_a_run_keeps_its_probabilities_on_the_extra_test_sets_and_they_give_the_shipped_score(tmp_path, tiny_backbone,
+                                                                                               tiny_data):
+    from experiments.sweep import run_one
+    from stance.metrics import compute_metrics
+    from stance.modeling import decide_labels
+    from stance.testing import make_rows, write_jsonl
+
+    other = write_jsonl(tmp_path / "test_other.jsonl", make_rows(24, 9))
+    d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "unused")
+    d["data"]["extra_test"] = [str(other)]
+    d["train"]["epochs"] = 1
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(d))
+    rec = run_one(cfg, Setting("default", "as configured"), 1, tmp_path / "runs", tmp_path / "work")
+    probs = np.asarray(rec["extra_test_probs"]["test_other"])
+    gold = read_labeled(other, LABELS).labels
+    assert probs.shape == (24, len(LABELS))
+    # The same decision `stance train` measured the set with: its dev-chosen threshold on these probabilities.
+    again = compute_metrics(gold, decide_labels(probs, LABELS, rec["min_score"] or 0.0), LABELS)
+    assert again["macro_f1"] == pytest.approx(rec["extra_test"]["test_other"]["macro_f1"], abs=0.02)

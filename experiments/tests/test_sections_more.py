@@ -20,7 +20,24 @@ def test_the_second_domain_table_averages_the_runs_that_measured_it_and_skips_ol
                                              {"seed": 43, "extra_test": _extra(0.7)}]}
     lines = extra_test_section(["old", "new"], by_name, LABELS)
     rows = [x for x in lines if x.startswith("| new") or x.startswith("| old")]
-    assert rows == ["| new | 2 | 0.600 ± 0.100 | 0.600 | 0.600 | 0.600 | 0.600 |"]
+    assert rows == ["| new | 2 | 0.600 ± 0.100 | – | 0.600 | 0.600 | 0.600 | 0.600 |"]
+
+
+def test_the_second_domain_interval_resamples_the_sentences_of_runs_that_kept_their_probabilities():
+    gold = ["accuse", "deny", "support", "none"] * 25
+    right = [[float(lab == g) for lab in LABELS] for g in gold]
+    # Every fourth sentence wrong (a stance read as none): never a perfect score on any resample.
+    noisy = [[0.0, 0.0, 0.0, 1.0] if i % 4 == 0 else p for i, p in enumerate(right)]
+    by_name = {"perfect": [{"extra_test": _extra(1.0), "extra_test_probs": {"test_polnear": right}, "min_score": 0.5}],
+               "noisy": [{"extra_test": _extra(0.7), "extra_test_probs": {"test_polnear": noisy}, "min_score": 0.5}],
+               "one-old": [{"extra_test": _extra(0.7), "extra_test_probs": {"test_polnear": noisy}},
+                           {"extra_test": _extra(0.7)}]}
+    lines = extra_test_section(["perfect", "noisy", "one-old"], by_name, LABELS, gold=gold)
+    cells = {x.split(" | ")[0][2:]: x.split(" | ")[3] for x in lines if x.startswith("| ") and "---" not in x}
+    assert cells["perfect"] == "1.000–1.000"
+    lo, hi = (float(v) for v in cells["noisy"].split("–"))
+    assert 0.5 < lo < hi < 1.0
+    assert cells["one-old"] == "–"  # a seed without probabilities: no interval rather than a partial one
 
 
 def test_the_spans_table_gives_given_label_and_end_to_end_figures_per_split():
