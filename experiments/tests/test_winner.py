@@ -6,8 +6,8 @@ from experiments.winner import pick_winner
 BUDGET = 900
 
 
-def summary(name: str, dev: float, train_seconds: float = 600.0) -> Summary:
-    return Summary(name, name, 3, (dev, 0.01), (0.7, 0.01), 0.8, {}, train_seconds, 100.0)
+def summary(name: str, dev: float, train_seconds: float = 600.0, seeds: int = 3) -> Summary:
+    return Summary(name, name, seeds, (dev, 0.01), (0.7, 0.01), 0.8, {}, train_seconds, 100.0)
 
 
 def crossval(scores: dict[str, float], baseline: str, stands_for: str) -> dict:
@@ -32,6 +32,11 @@ def test_a_setting_over_the_time_budget_is_neither_winner_nor_runner_up_however_
     assert names(choice) == ("b", "b", "a", None)
     # Exactly the budget still fits.
     assert pick_winner([summary("a", 0.70), summary("edge", 0.8, BUDGET)], BUDGET).winner.name == "edge"
+
+
+def test_a_setting_run_on_fewer_seeds_is_neither_winner_nor_runner_up_however_good_on_dev():
+    choice = pick_winner([summary("a", 0.70), summary("one-seed", 0.99, seeds=1), summary("b", 0.75)], BUDGET)
+    assert names(choice) == ("b", "b", "a", None)
 
 
 def test_when_every_setting_is_over_the_budget_the_best_on_dev_still_wins():
