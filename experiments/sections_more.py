@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from experiments.sections import fmt
+from experiments.summaries import interval_as_shipped
 
 ROLES = ("holder", "target")
 
@@ -21,8 +22,6 @@ def _ms(values: list[float]) -> tuple[float, float]:
 def _interval_cell(runs: Sequence[dict[str, Any]], test_name: str, gold: Sequence[str] | None,
                    labels: list[str]) -> str:
     """The 95% bootstrap interval as shipped, when every run kept its probabilities on the set."""
-    from experiments.summaries import interval_as_shipped
-
     probs = [r.get("extra_test_probs", {}).get(test_name) for r in runs]
     if gold is None or any(p is None for p in probs):
         return "–"
@@ -31,9 +30,10 @@ def _interval_cell(runs: Sequence[dict[str, Any]], test_name: str, gold: Sequenc
 
 
 def extra_test_section(names: Sequence[str], by_name: dict[str, list[dict[str, Any]]], labels: list[str],
-                       test_name: str = "test_polnear", gold: Sequence[str] | None = None) -> list[str]:
+                       test_name: str = "test_polnear", gold: dict[str, Sequence[str]] | None = None) -> list[str]:
     """Macro-F1 and per-class F1 on an extra test set, as shipped (dev-chosen threshold), per setting;
-    with the set's ``gold`` labels, a bootstrap interval for the runs that recorded probabilities."""
+    with the gold labels of the extra test sets by name, a bootstrap interval for the runs that
+    recorded probabilities."""
     rows = []
     for name in names:
         runs = [r for r in by_name.get(name, []) if test_name in r.get("extra_test", {})]
@@ -42,7 +42,7 @@ def extra_test_section(names: Sequence[str], by_name: dict[str, list[dict[str, A
         got = [r["extra_test"][test_name] for r in runs]
         per_class = " | ".join(f"{np.mean([g['per_class'][lab]['f1'] for g in got]):.3f}" for lab in labels)
         rows.append(f"| {name} | {len(got)} | {fmt(_ms([g['macro_f1'] for g in got]), len(got))} | "
-                    f"{_interval_cell(runs, test_name, gold, labels)} | {per_class} |")
+                    f"{_interval_cell(runs, test_name, (gold or {}).get(test_name), labels)} | {per_class} |")
     if not rows:
         return []
     return [

@@ -32,7 +32,7 @@ def test_the_second_domain_interval_resamples_the_sentences_of_runs_that_kept_th
                "noisy": [{"extra_test": _extra(0.7), "extra_test_probs": {"test_polnear": noisy}, "min_score": 0.5}],
                "one-old": [{"extra_test": _extra(0.7), "extra_test_probs": {"test_polnear": noisy}},
                            {"extra_test": _extra(0.7)}]}
-    lines = extra_test_section(["perfect", "noisy", "one-old"], by_name, LABELS, gold=gold)
+    lines = extra_test_section(["perfect", "noisy", "one-old"], by_name, LABELS, gold={"test_polnear": gold})
     cells = {x.split(" | ")[0][2:]: x.split(" | ")[3] for x in lines if x.startswith("| ") and "---" not in x}
     assert cells["perfect"] == "1.000–1.000"
     lo, hi = (float(v) for v in cells["noisy"].split("–"))
