@@ -26,11 +26,14 @@ import numpy as np
 from stance.batching import BatchPlan  # it lived here first: `from stance.backends import BatchPlan` still works
 from stance.errors import StanceError, reason, short, warn
 from stance.modeldir import weights_sha256
+from stance.quantize import warn_if_per_batch_scales
 
 BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8", "onnx-cascade")
 MIN_AGREEMENT = 0.99
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-cascade": "model.int8.onnx"}
 REPORT = "backends.json"
+# One int8 activation scale per batch: a sentence's scores depend on its batch mates, so `auto` never picks these.
+BATCH_DEPENDENT = ("torch-int8",)
 # Cascade: sentences whose int8 top-2 probability margin is below this are re-run in fp32.
 # `stance export` fits it on the dev split and stores it in backends.json.
 DEFAULT_CASCADE_MARGIN = 0.3
@@ -329,12 +332,12 @@ def check_exported_from_weights(model_dir: Path, report: dict[str, Any] | None, 
 
 
 def choose_auto(model_dir: Path) -> str:
-    """The fastest measured backend whose labels agree with fp32 often enough."""
+    """The fastest measured backend whose labels agree with fp32 often enough (and not BATCH_DEPENDENT)."""
     report = read_report(model_dir)
     if not report:
         return "torch"
     ok = [(m["sentences_per_second"], name) for name, m in report.get("backends", {}).items()
-          if m.get("agreement") is not None and m["agreement"] >= MIN_AGREEMENT
+          if m.get("agreement") is not None and m["agreement"] >= MIN_AGREEMENT and name not in BATCH_DEPENDENT
           and (name not in ONNX_FILES or (Path(model_dir) / "onnx" / ONNX_FILES[name]).is_file())]
     return max(ok)[1] if ok else "torch"
 
@@ -354,6 +357,7 @@ def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None,
             if name not in ONNX_FILES:
                 return name, None
             check_exported_from_weights(model_dir, read_report(model_dir), required=True)
+            warn_if_per_batch_scales(model_dir, read_report(model_dir), ONNX_FILES[name] == ONNX_FILES["onnx-int8"])
             return name, make_backend(name, model_dir, None, n_labels, spans)
         except StanceError as e:
             warn(f"{e}; --backend auto uses torch")
@@ -362,7 +366,9 @@ def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None,
     if backend not in ONNX_FILES:
         return backend, None
     check_exported_from_weights(model_dir, read_report(model_dir), required=False)
+    warn_if_per_batch_scales(model_dir, read_report(model_dir), ONNX_FILES[backend] == ONNX_FILES["onnx-int8"])
     return backend, make_backend(backend, model_dir, None, n_labels, spans)
+
 
 
 def make_backend(name: str, model_dir: Path, torch_model: Any | None, n_labels: int | None = None,

@@ -72,6 +72,37 @@ def test_int8_backends_stay_close_to_fp32(exported, texts, backend):
     assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
 
 
+@pytest.mark.parametrize("backend", ["onnx-int8", "onnx-cascade"])
+def test_a_sentence_scores_the_same_alone_and_in_any_batch_under_int8(exported, texts, backend):
+    import onnx
+
+    m, report = exported
+    clf = StanceClassifier.load(m, backend=backend)
+    batched = clf.predict_proba(texts, batch_size=64)
+    # Each sentence alone (no padding, no neighbours), and the list reversed into other batches.
+    alone = np.vstack([clf.predict_proba([t], batch_size=1) for t in texts])
+    reordered = clf.predict_proba(texts[::-1], batch_size=16)[::-1]
+    # One int8 scale per batch moved these by about 5e-3 on this model; per token, only float rounding is left.
+    assert np.abs(alone - batched).max() < 1e-5 and np.abs(reordered - batched).max() < 1e-5
+    graph = onnx.load(str(m / "onnx" / "model.int8.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert "MatMulIntegerToFloat" in ops and "DynamicQuantizeLinear" not in ops
+    assert report["int8_activations"] == "per-token"
+
+
+def test_an_int8_export_without_per_token_scales_warns_that_scores_depend_on_the_batch(exported, tmp_path, capsys):
+    m = tmp_path / "old"
+    shutil.copytree(exported[0], m)
+    report = json.loads((m / "onnx" / "backends.json").read_text())
+    del report["int8_activations"]  # as `stance export` wrote it before per-token scales
+    (m / "onnx" / "backends.json").write_text(json.dumps(report))
+    StanceClassifier.load(m, backend="onnx-cascade")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "depend on the sentences batched with it" in err and "--overwrite" in err
+    StanceClassifier.load(exported[0], backend="onnx-cascade")
+    assert capsys.readouterr().err == ""
+
+
 def test_cascade_reruns_unsure_sentences_in_fp32(exported, texts):
     m, _ = exported
     ref = StanceClassifier.load(m, backend="onnx").predict_proba(texts)
@@ -112,6 +143,10 @@ def test_auto_picks_fastest_faithful_backend(tmp_path, trained_model):
     (m / "onnx" / "backends.json").write_text(json.dumps(report))
     assert choose_auto(m) == "onnx-int8"
     (m / "onnx" / "model.int8.onnx").unlink()  # a measured backend whose file is gone is not chosen
+    assert choose_auto(m) == "onnx"
+    # torch int8 scores a sentence differently in different batches: never chosen, however fast and faithful.
+    report["backends"]["torch-int8"] = {"agreement": 1.0, "sentences_per_second": 10_000}
+    (m / "onnx" / "backends.json").write_text(json.dumps(report))
     assert choose_auto(m) == "onnx"
 
 

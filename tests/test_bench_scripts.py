@@ -18,6 +18,24 @@ def test_bench_serve_measures_each_client_level_and_stance_predict_with_no_error
     assert re.search(r"^ratio 2 clients / predict: [\d.]+x$", proc.stdout, re.M), proc.stdout
 
 
+def test_batch_invariance_finds_no_int8_score_that_depends_on_the_batch(trained_model, tiny_data, tmp_path):
+    import shutil
+
+    from stance.export import export
+
+    m = tmp_path / "model"
+    shutil.copytree(trained_model, m)
+    export(m, onnx=True, int8=True, data=tiny_data["test"])
+    proc = run_script("batch_invariance.py", "--model", m, "--data", tiny_data["test"], "--json", tmp_path / "b.json",
+                      timeout=300)
+    result = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert set(result) == {"onnx", "onnx-int8", "onnx-cascade"}
+    for backend, r in result.items():
+        assert r["batch_1"]["labels_changed"] == 0 and r["batch_1"]["max_prob_change"] < 1e-5, (backend, r)
+        assert r["batch_16"]["max_prob_change"] < 1e-5 and r["agreement_with_fp32"] > 0.9, (backend, r)
+    assert "labels changed" in proc.stdout
+
+
 def test_bench_report_measures_size_and_first_paint_in_chromium(tmp_path):
     proc = run_script("bench_report.py", "--articles", "30", "--sentences", "5", "--rounds", "1",
                       "--json", tmp_path / "r.json", timeout=300)
