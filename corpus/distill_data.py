@@ -35,7 +35,8 @@ AFTER_ROUNDS = "round99"
 
 
 def draw_pool(raw: Path, data_dir: Path, size: int, seed: int) -> list[dict]:
-    """``size`` unlabeled sentences, half PolNeAR train, half the other article sources, each at random."""
+    """``size`` unlabeled sentences, half PolNeAR train, half the other article sources, each at random;
+    ``size`` 0: every free sentence of both (36,702 after round 6)."""
     # The story groups of dev and test are out already; a sentence repeated in another story is too.
     held = {r["text"] for f in [data_dir / "dev.jsonl", data_dir / "test.jsonl", *data_dir.glob("test_*.jsonl")]
             for r in read_jsonl(f)}
@@ -46,7 +47,7 @@ def draw_pool(raw: Path, data_dir: Path, size: int, seed: int) -> list[dict]:
     if len(polnear) < size - half or len(others) < half:
         raise StanceError(f"{raw}: only {len(polnear)} PolNeAR and {len(others)} other free sentences; "
                           f"a pool of {size} needs {size - half} and {half}")
-    picked = rng.sample(polnear, size - half) + rng.sample(others, half)
+    picked = polnear + others if size <= 0 else rng.sample(polnear, size - half) + rng.sample(others, half)
     rows = [{"id": mine_candidates.sid(r["source"], r["text"]), "text": r["text"], "source": r["source"],
              "doc_id": r["doc_id"]} for r in picked]
     return sorted(rows, key=lambda r: r["id"])
@@ -113,6 +114,21 @@ def cmd_pool(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(rows)} sentences; {dict(Counter(r['source'] for r in rows))}")
 
 
+def _reused_or_scored(clfs: list[Any], labels: list[str], texts: list[str], reuse: Path | None) -> np.ndarray:
+    """The teachers' probabilities for ``texts``; those ``reuse`` (an earlier output of the same
+    teachers) already holds are taken from it, so a larger pool costs only its new sentences."""
+    known = {r["text"]: r["probs"] for r in read_jsonl(reuse)} if reuse else {}
+    todo = [i for i, t in enumerate(texts) if t not in known]
+    probs = np.zeros((len(texts), len(labels)), dtype=np.float64)
+    if todo:
+        probs[todo] = ensemble_probs(clfs, [texts[i] for i in todo])
+    for i, t in enumerate(texts):
+        if t in known:
+            probs[i] = [known[t][lab] for lab in labels]
+    print(f"{len(texts) - len(todo)} rows reused from {reuse}, {len(todo)} scored" if reuse else f"{len(todo)} scored")
+    return probs
+
+
 def cmd_label(args: argparse.Namespace) -> None:
     from stance.config import load_config
 
@@ -120,7 +136,7 @@ def cmd_label(args: argparse.Namespace) -> None:
     texts, rows = _texts_and_rows(cfg, args.pool)
     clfs, labels = load_teachers(args.models)
     t0 = time.perf_counter()
-    probs = ensemble_probs(clfs, texts)
+    probs = _reused_or_scored(clfs, labels, texts, args.reuse)
     out = [{"text": r["text"], "probs": {lab: round(float(p), 5) for lab, p in zip(labels, pr)},
             "split": r["split"], "source": r.get("source"), "doc_id": r.get("doc_id")}
            for r, pr in zip(rows, probs)]
@@ -140,7 +156,7 @@ def main() -> None:
     p = sub.add_parser("pool", help="draw the unlabeled pool")
     p.add_argument("--raw", type=Path, default=ROOT.parent / "shared" / "data" / "raw")
     p.add_argument("--data-dir", type=Path, default=ROOT / "data")
-    p.add_argument("--size", type=int, default=20000)
+    p.add_argument("--size", type=int, default=20000, help="sentences, half PolNeAR; 0 = every free sentence")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--out", type=Path, default=ROOT / "data" / "distill" / "pool.jsonl")
     p.set_defaults(func=cmd_pool)
@@ -150,6 +166,7 @@ def main() -> None:
     p.add_argument("--config", type=Path, default=ROOT / "configs" / "base.yaml")
     p.add_argument("--pool", type=Path, default=ROOT / "data" / "distill" / "pool.jsonl")
     p.add_argument("--out-dir", type=Path, default=ROOT / "data" / "distill")
+    p.add_argument("--reuse", type=Path, help="an earlier output of the same teachers: its rows are not scored again")
     p.set_defaults(func=cmd_label)
     args = ap.parse_args()
     args.func(args)

@@ -160,6 +160,7 @@ def _export(model_dir: Path, int8: bool, data: str | Path | None) -> dict[str, A
                               "weights_sha256": weights_sha256(model_dir), "backends": {}}
     if int8:
         report["int8_activations"] = INT8_ACTIVATIONS  # stance.quantize: a sentence scores the same in any batch
+        write_json(model_dir / "onnx" / REPORT, report)  # before loading the int8 model, which reads it
         # Tuned on dev, so the agreement measured on test below stays honest.  Not on
         # train: the model is sure of its own training sentences, so int8 rarely
         # flips there and the margin comes out far too small (0.1: 98.3% on test).

@@ -90,6 +90,14 @@ def test_a_sentence_scores_the_same_alone_and_in_any_batch_under_int8(exported, 
     assert report["int8_activations"] == "per-token"
 
 
+def test_an_int8_export_warns_about_nothing(trained_model, tiny_data, tmp_path, capsys):
+    m = tmp_path / "model"
+    shutil.copytree(trained_model, m)
+    capsys.readouterr()
+    export(m, onnx=True, int8=True, data=tiny_data["test"])
+    assert "warning:" not in capsys.readouterr().err
+
+
 def test_an_int8_export_without_per_token_scales_warns_that_scores_depend_on_the_batch(exported, tmp_path, capsys):
     m = tmp_path / "old"
     shutil.copytree(exported[0], m)

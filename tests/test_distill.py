@@ -141,3 +141,43 @@ def test_distill_data_label_writes_probabilities_that_train_a_student(tmp_path, 
     d["train"]["distill"] = {"teacher": str(tmp_path / "twice.jsonl")}
     metrics = train(config_from_dict(d), quiet=True)
     assert metrics["distill"]["unlabeled_rows"] == card["rows_by_split"]["pool"]
+
+
+def test_distill_data_label_reuses_an_earlier_output_and_scores_only_the_new_sentences(tmp_path, trained_model,
+                                                                                        tiny_backbone, tiny_data):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from stance.modeling import StanceClassifier
+
+    root = Path(__file__).resolve().parents[1]
+    pooled = [{"text": r["text"], "source": "synthetic", "doc_id": r["id"]}
+              for r in _unseen(make_rows(40, 31), tiny_data)]
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "student")))
+
+    def label(name: str, pool: list[dict], *extra: str) -> list[dict]:
+        args = ["label", trained_model, "--name", name, "--config", config, "--out-dir", tmp_path,
+                "--pool", write_jsonl(tmp_path / f"{name}-pool.jsonl", pool), *extra]
+        proc = subprocess.run([sys.executable, "scripts/distill_data.py", *map(str, args)], cwd=root,
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+
+    first = label("small", pooled[:10])
+    # The earlier file's probabilities are poisoned: a reused row must carry them, a scored one must not.
+    poisoned = [{**r, "probs": {lab: 0.25 for lab in r["probs"]}} for r in first]
+    write_jsonl(tmp_path / "poisoned.jsonl", poisoned)
+    more = label("more", pooled, "--reuse", str(tmp_path / "poisoned.jsonl"))
+    old = {r["text"] for r in first}
+    assert {r["text"] for r in more} >= old and len(more) > len(first)
+    clf = StanceClassifier.load(trained_model)
+    new = [r for r in more if r["text"] not in old]
+    scored = clf.predict_proba([r["text"] for r in new])
+    for r, p in zip(new, scored):
+        assert [r["probs"][lab] for lab in clf.labels] == pytest.approx(p.tolist(), abs=1e-5)
+    assert all(set(r["probs"].values()) == {0.25} for r in more if r["text"] in old)
