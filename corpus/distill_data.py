@@ -142,7 +142,8 @@ def cmd_label(args: argparse.Namespace) -> None:
            for r, pr in zip(rows, probs)]
     seconds = time.perf_counter() - t0
     write_jsonl(args.out_dir / f"{args.name}.jsonl", out)
-    card = {"teacher": args.name, "models": [_describe(m) for m in args.models], "rows": len(out),
+    reused = {"reused_from": str(args.reuse)} if args.reuse else {}  # its rows were scored when it was written
+    card = {"teacher": args.name, "models": [_describe(m) for m in args.models], "rows": len(out), **reused,
             "rows_by_split": dict(Counter(r["split"] for r in out)), "label_seconds": round(seconds, 1),
             **teacher_card(clfs, labels, cfg)}
     write_json(args.out_dir / f"{args.name}.json", card)
