@@ -356,8 +356,9 @@ def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None,
             name = choose_auto(model_dir)
             if name not in ONNX_FILES:
                 return name, None
-            check_exported_from_weights(model_dir, read_report(model_dir), required=True)
-            warn_if_per_batch_scales(model_dir, read_report(model_dir), ONNX_FILES[name] == ONNX_FILES["onnx-int8"])
+            report = read_report(model_dir)
+            check_exported_from_weights(model_dir, report, required=True)
+            warn_if_per_batch_scales(model_dir, report, ONNX_FILES[name] == ONNX_FILES["onnx-int8"])
             return name, make_backend(name, model_dir, None, n_labels, spans)
         except StanceError as e:
             warn(f"{e}; --backend auto uses torch")
@@ -365,10 +366,10 @@ def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None,
     check_backend(backend)
     if backend not in ONNX_FILES:
         return backend, None
-    check_exported_from_weights(model_dir, read_report(model_dir), required=False)
-    warn_if_per_batch_scales(model_dir, read_report(model_dir), ONNX_FILES[backend] == ONNX_FILES["onnx-int8"])
+    report = read_report(model_dir)
+    check_exported_from_weights(model_dir, report, required=False)
+    warn_if_per_batch_scales(model_dir, report, ONNX_FILES[backend] == ONNX_FILES["onnx-int8"])
     return backend, make_backend(backend, model_dir, None, n_labels, spans)
-
 
 
 def make_backend(name: str, model_dir: Path, torch_model: Any | None, n_labels: int | None = None,
