@@ -183,6 +183,9 @@ def render_report(
     # How much dev can tell: the winner against the next best setting on dev, on resampled sentences.
     boot = {split: paired_bootstrap(as_shipped.records, by_name[runner.name], split, data, labels)
             for split, data in (("dev", dev), ("test", test))} if runner else {}
+    slow = choice.over_budget
+    boot_slow = {split: paired_bootstrap(as_shipped.records, by_name[slow.name], split, data, labels)
+                 for split, data in (("dev", dev), ("test", test))} if slow else {}
     rows = [*baseline_rows(baselines, labels), *recipe_rows(summaries, winner),
             *shipped_rows(winner, as_shipped, dev, test, labels)]
     ref = as_shipped.ref
@@ -199,7 +202,7 @@ def render_report(
                   interval_as_shipped([r["test_probs"] for r in as_shipped.records], as_shipped.thresholds,
                                       test.labels, labels)),
         *models_section(rows, labels),
-        *dev_resolution(boot, runner, len(dev)),
+        *dev_resolution(boot, runner, len(dev), (slow, boot_slow, budget_s)),
         *(crossval_section(crossval, choice.dev_winner.name, len(dev), labels) if choice.cv_best else []),
         *confusion_section(winner.name, ref, as_shipped.ref_threshold, labels, asset_dir.name),
         *curve_section(curve, curve_seeds, tf_curve, asset_dir.name),

@@ -95,16 +95,24 @@ def models_section(rows: list[tuple], labels: list[str]) -> list[str]:
     ]
 
 
-def dev_resolution(boot: dict[str, Any], runner: Summary | None, n_dev: int) -> list[str]:
-    """How far resampling dev moves the winner, and its paired difference to the runner-up."""
+def dev_resolution(boot: dict[str, Any], runner: Summary | None, n_dev: int,
+                   over_budget: tuple[Summary | None, dict[str, Any], float] = (None, {}, 0.0)) -> list[str]:
+    """How far resampling dev moves the winner, and its paired difference to the runner-up and to
+    a setting ahead of it on dev that trains past the budget (``over_budget``: it, its bootstrap, the budget)."""
     if runner is None:
         return []
+    slow, slow_boot, budget_s = over_budget
+    past = "" if slow is None else (
+        f" The best on dev of all, `{slow.name}`, trains past the {budget_s / 60:.0f}-minute budget "
+        f"({slow.train_seconds:,.0f} s, its least disturbed seed), so it was not a candidate; it differs from the "
+        f"winner by {slow_boot['dev']['diff']:+.3f} ± {slow_boot['dev']['diff_sd']:.3f} on dev and "
+        f"{slow_boot['test']['diff']:+.3f} ± {slow_boot['test']['diff_sd']:.3f} on test.")
     return [f"**How much dev can tell.** Resampling the {n_dev:,} dev sentences (bootstrap, 500 draws) moves "
             f"the winner's macro-F1 by ± {boot['dev']['sd_a']:.3f}. The runner-up on dev among recipes within "
             f"the time budget, `{runner.name}`, "
             f"differs from the winner by {boot['dev']['diff']:+.3f} ± {boot['dev']['diff_sd']:.3f} on dev and "
             f"{boot['test']['diff']:+.3f} ± {boot['test']['diff_sd']:.3f} on test (mean over its seeds minus the "
-            "winner's, scored on the same resampled sentences).", ""]
+            "winner's, scored on the same resampled sentences)." + past, ""]
 
 
 def crossval_section(crossval: dict[str, Any], dev_winner: str, n_dev: int, labels: list[str]) -> list[str]:

@@ -30,8 +30,17 @@ def test_a_setting_over_the_time_budget_is_neither_winner_nor_runner_up_however_
     slow = summary("slow", 0.99, train_seconds=BUDGET + 1)
     choice = pick_winner([summary("a", 0.70), slow, summary("b", 0.75)], BUDGET)
     assert names(choice) == ("b", "b", "a", None)
+    assert choice.over_budget.name == "slow"
     # Exactly the budget still fits.
     assert pick_winner([summary("a", 0.70), summary("edge", 0.8, BUDGET)], BUDGET).winner.name == "edge"
+
+
+def test_a_setting_over_the_budget_is_named_only_when_it_beats_the_winner_on_dev():
+    behind = pick_winner([summary("a", 0.70), summary("slow", 0.69, BUDGET + 1)], BUDGET)
+    assert behind.winner.name == "a" and behind.over_budget is None
+    ahead = pick_winner([summary("a", 0.70), summary("slow", 0.71, BUDGET + 1), summary("slower", 0.72, BUDGET + 9)],
+                        BUDGET)
+    assert ahead.winner.name == "a" and ahead.over_budget.name == "slower"
 
 
 def test_a_setting_run_on_fewer_seeds_is_neither_winner_nor_runner_up_however_good_on_dev():
@@ -42,6 +51,7 @@ def test_a_setting_run_on_fewer_seeds_is_neither_winner_nor_runner_up_however_go
 def test_when_every_setting_is_over_the_budget_the_best_on_dev_still_wins():
     choice = pick_winner([summary("a", 0.70, 2000), summary("b", 0.75, 2000)], BUDGET)
     assert names(choice) == ("b", "b", "a", None)
+    assert choice.over_budget is None
 
 
 def test_a_tie_on_dev_goes_to_the_setting_listed_first():
