@@ -16,10 +16,10 @@ run with local, throughput (sentences / wall seconds), the ratio of the first Ra
 local (goal >= 0.8) and its speed-up over the last, the rate of splitting alone on one
 core, with the load average before and after and the CPU's bf16/avx flags.
 
-Why "local w2048": the int8 backends (and so the default onnx-cascade) quantize a batch's
-activations with one scale per batch, so a near-tie sentence can change label with the
-sentences batched beside it.  The local engine with other windows shows how many labels
-that moves without Ray; an fp32 backend (onnx) must give identical labels everywhere.
+Why "local w2048": other windows put a sentence in other batches.  Every backend `auto`
+may pick scores a sentence the same in any batch (int8 activations are quantized per token,
+stance/quantize.py), so every run must give local's labels row for row; int8 exports from
+before that change, with one scale per batch, moved near-tie labels here.
 
     python scripts/bench_distributed.py --model models/stance-minilm --json bench.json
 """

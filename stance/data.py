@@ -190,6 +190,15 @@ def _row_spans(row: dict, text: str, label: str, where: str) -> dict | None:
     return spans
 
 
+def _saved_data_section(model_dir: str | Path) -> dict:
+    """The ``data`` section of the model's saved ``stance_config.yaml`` ({} when there is none)."""
+    import yaml
+
+    cfg_path = Path(model_dir) / "stance_config.yaml"
+    cfg = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}) if cfg_path.is_file() else {}
+    return cfg.get("data") or {}
+
+
 def read_model_split(
     model_dir: str | Path, labels: list[str], data: str | Path | None, split: str
 ) -> LabeledData | None:
@@ -197,13 +206,16 @@ def read_model_split(
 
     Column names come from the saved config too.  None when there is no such file.
     """
-    import yaml
-
-    cfg_path = Path(model_dir) / "stance_config.yaml"
-    cfg = (yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}) if cfg_path.is_file() else {}
-    columns = cfg.get("data") or {}
+    columns = _saved_data_section(model_dir)
     if data is None:
         data = columns.get(split)
         if not data or not Path(data).is_file():
             return None
     return read_labeled(data, labels, columns.get("text_column", "text"), columns.get("label_column", "label"))
+
+
+def read_model_extra_tests(model_dir: str | Path, labels: list[str]) -> list[LabeledData]:
+    """The ``data.extra_test`` sets named in the model's saved config that exist here (other domains)."""
+    columns = _saved_data_section(model_dir)
+    return [read_labeled(p, labels, columns.get("text_column", "text"), columns.get("label_column", "label"))
+            for p in columns.get("extra_test") or [] if Path(p).is_file()]

@@ -3,7 +3,10 @@
 The measurement is what makes ``--backend auto`` honest: each backend's labels
 are compared with torch fp32 on held-out sentences (by default the test split
 named in the model's ``stance_config.yaml``), and its throughput is timed on
-the same sentences.  Results go to ``MODEL/onnx/backends.json``.
+the same sentences.  Agreement is also measured on the config's ``extra_test``
+sets (news of other outlets and years), since int8 can agree less on text
+unlike the training data, and ``auto`` wants the bar met on every set.
+Results go to ``MODEL/onnx/backends.json``.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from stance.backends import (
     REPORT,
     choose_auto,
     top2_margin,
+    worst_agreement,
 )
-from stance.data import NO_STANCE, read_model_split
+from stance.data import NO_STANCE, LabeledData, read_model_extra_tests, read_model_split
 from stance.errors import StanceError
 from stance.io import atomic_dir, check_output_dir, output_lock, write_json
 from stance.modeldir import weights_sha256
@@ -151,6 +155,7 @@ def _export(model_dir: Path, int8: bool, data: str | Path | None) -> dict[str, A
     clf = StanceClassifier.load(model_dir)
     test = read_model_split(model_dir, clf.labels, data, "test")
     texts, source = (test.texts, test.path) if test else ([], None)
+    others = [] if data is not None else read_model_extra_tests(model_dir, clf.labels)
     with atomic_dir(model_dir / "onnx") as tmp:
         _onnx_export(clf, tmp / ONNX_FILES["onnx"])
         if int8:
@@ -170,20 +175,35 @@ def _export(model_dir: Path, int8: bool, data: str | Path | None) -> dict[str, A
         write_json(model_dir / "onnx" / REPORT, report)  # the cascade backend reads its margin here
     if texts:
         report["backends"] = measure(model_dir, texts)
+        _measure_other_sets(model_dir, report, others)
     write_json(model_dir / "onnx" / REPORT, report)
     report["auto"] = choose_auto(model_dir)
     return report
 
 
+def _measure_other_sets(model_dir: Path, report: dict[str, Any], others: list[LabeledData]) -> None:
+    """Each backend's agreement with fp32 on every other held-out set, as ``agreement_other``
+    {path: share}.  On the shipped model int8 agreed 99.1% on test but 98.3% on 2016 campaign
+    news (docs/speed.md): one set's agreement is no promise for another domain."""
+    for other in others:
+        for name, m in measure(model_dir, other.texts).items():
+            if name in report["backends"]:
+                report["backends"][name].setdefault("agreement_other", {})[other.path] = m["agreement"]
+
+
 def format_report(report: dict[str, Any]) -> str:
     if not report["backends"]:
         return "exported; no held-out data found to measure agreement, so --backend auto stays on torch"
-    lines = [f"measured on {report['n']} sentences of {report['check_data']}",
-             f"{'backend':<14}{'agreement':>11}{'sent/s':>9}"]
+    others = sorted({p for m in report["backends"].values() for p in m.get("agreement_other", {})})
+    lines = [f"measured on {report['n']} sentences of {report['check_data']}"
+             + (f"; agreement also on {', '.join(others)}" if others else ""),
+             f"{'backend':<14}{'agreement':>11}{'sent/s':>9}" + (f"{'worst set':>11}" if others else "")]
     for name, m in report["backends"].items():
-        lines.append(f"{name:<14}{m['agreement']:>11.2%}{m['sentences_per_second']:>9.0f}")
+        worst = f"{worst_agreement(m):>11.2%}" if others else ""
+        lines.append(f"{name:<14}{m['agreement']:>11.2%}{m['sentences_per_second']:>9.0f}{worst}")
     if "cascade_margin" in report:
         lines.append(f"onnx-cascade re-runs fp32 below an int8 margin of {report['cascade_margin']}")
-    lines.append(f"--backend auto -> {report['auto']} (fastest with agreement >= {report['min_agreement']:.0%}; "
+    lines.append(f"--backend auto -> {report['auto']} (fastest with agreement >= {report['min_agreement']:.0%} "
+                 f"on every set; "
                  f"never {', '.join(BATCH_DEPENDENT)}, whose scores depend on the batch)")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import pytest
 
 from stance.backends import choose_auto
 from stance.errors import StanceError
-from stance.export import export
+from stance.export import export, format_report
 from stance.modeling import StanceClassifier
 from tests.conftest import make_rows
 
@@ -156,6 +156,42 @@ def test_auto_picks_fastest_faithful_backend(tmp_path, trained_model):
     report["backends"]["torch-int8"] = {"agreement": 1.0, "sentences_per_second": 10_000}
     (m / "onnx" / "backends.json").write_text(json.dumps(report))
     assert choose_auto(m) == "onnx"
+
+
+def test_auto_wants_the_agreement_bar_met_on_every_held_out_set(tmp_path, trained_model):
+    m = tmp_path / "m"
+    shutil.copytree(trained_model, m)
+    (m / "onnx").mkdir()
+    for f in ("model.onnx", "model.int8.onnx"):
+        (m / "onnx" / f).write_bytes(b"")
+    report = {"backends": {
+        "torch": {"agreement": 1.0, "sentences_per_second": 100, "agreement_other": {"other.jsonl": 1.0}},
+        "onnx": {"agreement": 1.0, "sentences_per_second": 150, "agreement_other": {"other.jsonl": 1.0}},
+        "onnx-int8": {"agreement": 0.995, "sentences_per_second": 400, "agreement_other": {"other.jsonl": 0.983}},
+    }}
+    (m / "onnx" / "backends.json").write_text(json.dumps(report))
+    assert choose_auto(m) == "onnx"  # int8 clears the bar on test, not on the other domain
+    report["backends"]["onnx-int8"]["agreement_other"]["other.jsonl"] = 0.991
+    (m / "onnx" / "backends.json").write_text(json.dumps(report))
+    assert choose_auto(m) == "onnx-int8"
+
+
+def test_export_measures_agreement_on_the_extra_test_sets_the_model_was_trained_with(trained_model, tmp_path):
+    import yaml
+
+    m = tmp_path / "model"
+    shutil.copytree(trained_model, m)
+    other = tmp_path / "test_other.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in make_rows(30, 5)))
+    cfg = yaml.safe_load((m / "stance_config.yaml").read_text())
+    cfg["data"]["extra_test"] = [str(other), str(tmp_path / "gone.jsonl")]  # a file not here is skipped
+    (m / "stance_config.yaml").write_text(yaml.safe_dump(cfg))
+    report = export(m, onnx=True, int8=True)
+    for name, measured in report["backends"].items():
+        assert list(measured["agreement_other"]) == [str(other)], name
+        assert 0 <= measured["agreement_other"][str(other)] <= 1
+    assert report["backends"]["torch"]["agreement_other"][str(other)] == 1.0
+    assert "agreement also on " + str(other) in format_report(report)
 
 
 def test_missing_onnx_backend_is_a_clear_error(trained_model):
