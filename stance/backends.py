@@ -5,7 +5,7 @@ head, per-token span logits from the same pass.  ``stance export`` writes the
 ONNX files into ``MODEL/onnx/`` and measures each backend's label agreement
 with torch fp32 and its speed on held-out sentences (``onnx/backends.json``);
 ``backend="auto"`` then picks the fastest backend that agrees with fp32 on at
-least :data:`MIN_AGREEMENT` of them, and plain torch fp32 when nothing was
+least :data:`stance.backend_report.MIN_AGREEMENT` of them, and plain torch fp32 when nothing was
 measured.  Faster-but-unfaithful backends stay opt-in.  The report also records
 the sha256 of ``model.safetensors``: ONNX files that are corrupt, or not known
 to come from the weights beside them, make ``auto`` warn and serve torch fp32.
@@ -13,30 +13,24 @@ to come from the weights beside them, make ``auto`` warn and serve torch fp32.
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from stance.backend_report import (
+    BACKENDS,
+    DEFAULT_CASCADE_MARGIN,
+    ONNX_FILES,
+    check_exported_from_weights,
+    choose_auto,
+    read_report,
+)
 from stance.batching import BatchPlan  # it lived here first: `from stance.backends import BatchPlan` still works
 from stance.errors import StanceError, reason, short, warn
-from stance.modeldir import weights_sha256
 from stance.quantize import warn_if_per_batch_scales
-
-BACKENDS = ("torch", "torch-int8", "onnx", "onnx-int8", "onnx-cascade")
-MIN_AGREEMENT = 0.99
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-cascade": "model.int8.onnx"}
-REPORT = "backends.json"
-# One int8 activation scale per batch: a sentence's scores depend on its batch mates, so `auto` never picks these.
-BATCH_DEPENDENT = ("torch-int8",)
-# Cascade: sentences whose int8 top-2 probability margin is below this are re-run in fp32.
-# `stance export` fits it on the dev split and stores it in backends.json.
-DEFAULT_CASCADE_MARGIN = 0.3
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -270,82 +264,6 @@ class CascadeBackend:
                 spans[unsure] = 0.0
                 spans[unsure, :width] = exact_spans
         return logits, spans
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _report_problem(report: Any) -> str | None:
-    """What is wrong with a parsed backends.json, or None."""
-    if not isinstance(report, dict):
-        return f"expected a JSON object, got {type(report).__name__}"
-    backends = report.get("backends", {})
-    if not isinstance(backends, dict):
-        return "backends: expected a mapping of backend names"
-    for name, m in backends.items():
-        if name not in BACKENDS:
-            return f"backends: unknown backend {short(name)}"
-        if not (isinstance(m, dict) and _is_number(m.get("sentences_per_second"))
-                and (m.get("agreement") is None or _is_number(m["agreement"]))):
-            return f"backends.{name}: expected numbers agreement and sentences_per_second, got {short(m)}"
-    margin = report.get("cascade_margin", DEFAULT_CASCADE_MARGIN)
-    if not (_is_number(margin) and 0 <= margin <= 1):
-        return f"cascade_margin: must be a number in [0, 1], got {short(margin)}"
-    sha = report.get("weights_sha256")
-    if sha is not None and not (isinstance(sha, str) and re.fullmatch("[0-9a-f]{64}", sha)):
-        return f"weights_sha256: expected 64 hex digits, got {short(sha)}"
-    return None
-
-
-def read_report(model_dir: Path) -> dict[str, Any] | None:
-    """``MODEL/onnx/backends.json``, checked; None when nothing was exported."""
-    path = Path(model_dir) / "onnx" / REPORT
-    if not path.is_file():
-        return None
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # ValueError covers bad JSON and bad UTF-8
-        problem = f"not valid JSON: {reason(e)}"
-    else:
-        problem = _report_problem(report)
-    if problem:
-        raise StanceError(f"{path}: {problem}; re-run `stance export {model_dir} --onnx --int8`")
-    return report
-
-
-def check_exported_from_weights(model_dir: Path, report: dict[str, Any] | None, required: bool) -> None:
-    """Refuse ONNX files that backends.json says were exported from other weights.
-
-    ``required``: also refuse an export that recorded no weights hash (older stance).
-    """
-    hint = f"re-run `stance export {model_dir} --onnx --int8`"
-    recorded = (report or {}).get("weights_sha256")
-    if recorded is None:
-        if required:
-            raise StanceError(f"{Path(model_dir) / 'onnx' / REPORT}: no weights_sha256, so the ONNX files may come "
-                              f"from other weights; {hint}")
-        return
-    if recorded != weights_sha256(Path(model_dir)):
-        raise StanceError(f"{Path(model_dir) / 'onnx' / REPORT}: weights_sha256 does not match model.safetensors "
-                          f"(the ONNX files were exported from other weights); {hint}")
-
-
-def worst_agreement(measured: dict[str, Any]) -> float:
-    """A backend's lowest agreement with fp32 over the held-out sets it was measured on."""
-    return min([measured["agreement"], *measured.get("agreement_other", {}).values()])
-
-
-def choose_auto(model_dir: Path) -> str:
-    """The fastest measured backend whose labels agree with fp32 often enough on every held-out set
-    measured (and not BATCH_DEPENDENT)."""
-    report = read_report(model_dir)
-    if not report:
-        return "torch"
-    ok = [(m["sentences_per_second"], name) for name, m in report.get("backends", {}).items()
-          if m.get("agreement") is not None and worst_agreement(m) >= MIN_AGREEMENT and name not in BATCH_DEPENDENT
-          and (name not in ONNX_FILES or (Path(model_dir) / "onnx" / ONNX_FILES[name]).is_file())]
-    return max(ok)[1] if ok else "torch"
 
 
 def open_onnx(model_dir: Path, backend: str, n_labels: int | None = None,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from stance.backends import (
+from stance.backend_report import (
     BACKENDS,
     BATCH_DEPENDENT,
     DEFAULT_CASCADE_MARGIN,
@@ -25,9 +25,9 @@ from stance.backends import (
     ONNX_FILES,
     REPORT,
     choose_auto,
-    top2_margin,
     worst_agreement,
 )
+from stance.backends import top2_margin
 from stance.data import NO_STANCE, LabeledData, read_model_extra_tests, read_model_split
 from stance.errors import StanceError
 from stance.io import atomic_dir, check_output_dir, output_lock, write_json

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from stance.backends import choose_auto
+from stance.backend_report import choose_auto
 from stance.errors import StanceError
 from stance.export import export, format_report
 from stance.modeling import StanceClassifier

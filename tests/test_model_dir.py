@@ -145,6 +145,8 @@ def test_an_onnx_model_with_more_outputs_than_labels_is_refused(model, static):
     b"{not json", b"\xff\xfe\x00", b"[]", b'{"backends": {"onnx": {"agreement": 1.0}}}',
     b'{"backends": {"onnx": {"agreement": 1.0, "sentences_per_second": "fast"}}}',
     b'{"backends": {}, "cascade_margin": "wide"}',
+    b'{"backends": {"onnx": {"agreement": 1.0, "sentences_per_second": 9, "agreement_other": [0.5]}}}',
+    b'{"backends": {"onnx": {"agreement": 1.0, "sentences_per_second": 9, "agreement_other": {"t.jsonl": "x"}}}}',
 ])
 def test_a_corrupt_backends_json_makes_auto_warn_and_a_named_onnx_backend_fail(model, content):
     (model / "onnx" / "backends.json").write_bytes(content)
