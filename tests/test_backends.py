@@ -201,7 +201,7 @@ def test_missing_onnx_backend_is_a_clear_error(trained_model):
         StanceClassifier.load(trained_model, backend="tensorrt")
 
 
-def test_train_exports_and_records_default_backend(tmp_path, tiny_backbone, tiny_data):
+def test_train_exports_measures_every_held_out_set_and_records_default_backend(tmp_path, tiny_backbone, tiny_data):
     from stance.config import config_from_dict
     from stance.train import train
     from tests.conftest import tiny_config_dict
@@ -209,9 +209,14 @@ def test_train_exports_and_records_default_backend(tmp_path, tiny_backbone, tiny
     d = tiny_config_dict(tiny_backbone, tiny_data, tmp_path / "m")
     d["model"]["export_onnx"] = True
     d["train"]["epochs"] = 1
+    other = shutil.copy(tiny_data["dev"], tmp_path / "other_domain.jsonl")
+    d["data"]["extra_test"] = [str(other)]  # another held-out set: auto must see its agreement there too
     metrics = train(config_from_dict(d), quiet=True)
     assert (tmp_path / "m" / "onnx" / "model.onnx").is_file()
     assert metrics["default_backend"] in metrics["backends"]
+    for name, measured in metrics["backends"].items():
+        assert list(measured["agreement_other"]) == [str(other)], name
+    assert f"and on {other}" in (tmp_path / "m" / "README.md").read_text()  # the model card names the set
     assert "## Inference backends" in (tmp_path / "m" / "README.md").read_text()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
     # The ONNX files were exported from the weights train saved, and say so.
