@@ -14,6 +14,7 @@ to come from the weights beside them, make ``auto`` warn and serve torch fp32.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,7 +125,12 @@ def torch_int8(model: Any) -> TorchBackend:
     import torch
     from torch.ao.quantization import quantize_dynamic
 
-    q = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        # torch.ao's own deprecation notes (torchao replaces it); torch-int8 is opt-in and measured, never auto.
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
+                                category=UserWarning)
+        q = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
     return TorchBackend(q, "torch-int8")
 
 

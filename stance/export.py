@@ -11,7 +11,11 @@ Results go to ``MODEL/onnx/backends.json``.
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,42 @@ from stance.quantize import INT8_ACTIVATIONS, quantize_int8
 # margin noisy: 0.25, which gave 98.9% on test; covering every dev flip gave
 # 0.45 and 99.6% on test, re-running ~12% of sentences in fp32.
 CASCADE_TARGET = 1.0
+
+
+# What torch's tracer, its TorchScript ONNX exporter and ONNX Runtime's quantizer print on every export:
+# notes on their own internals (the graph is checked, and agreement with fp32 measured, below), nothing a
+# user can act on.  Matched by message, so any other warning still shows.
+_LIBRARY_NOTES = [
+    (UserWarning, r"Exporting aten::index operator"),
+    (DeprecationWarning, r"You are using the legacy TorchScript-based ONNX export"),  # dynamo=False on purpose
+    (DeprecationWarning, r"The feature will be removed"),
+]
+
+
+class _DropRecord(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+@contextmanager
+def _library_notes_off() -> Iterator[None]:
+    from torch.jit import TracerWarning
+
+    # quantize_dynamic logs this through the root logger whatever the model: we quantize per channel, per token.
+    drop = _DropRecord("Please consider to run pre-processing before quantization")
+    logging.getLogger().addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TracerWarning)  # traced shapes are made dynamic by dynamic_axes
+            for category, message in _LIBRARY_NOTES:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            yield
+    finally:
+        logging.getLogger().removeFilter(drop)
 
 
 def _onnx_export(clf: StanceClassifier, path: Path) -> None:
@@ -156,7 +196,7 @@ def _export(model_dir: Path, int8: bool, data: str | Path | None) -> dict[str, A
     test = read_model_split(model_dir, clf.labels, data, "test")
     texts, source = (test.texts, test.path) if test else ([], None)
     others = [] if data is not None else read_model_extra_tests(model_dir, clf.labels)
-    with atomic_dir(model_dir / "onnx") as tmp:
+    with atomic_dir(model_dir / "onnx") as tmp, _library_notes_off():
         _onnx_export(clf, tmp / ONNX_FILES["onnx"])
         if int8:
             quantize_int8(tmp / ONNX_FILES["onnx"], tmp / ONNX_FILES["onnx-int8"])

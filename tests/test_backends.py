@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import logging
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -90,12 +92,17 @@ def test_a_sentence_scores_the_same_alone_and_in_any_batch_under_int8(exported, 
     assert report["int8_activations"] == "per-token"
 
 
-def test_an_int8_export_warns_about_nothing(trained_model, tiny_data, tmp_path, capsys):
+def test_an_int8_export_warns_about_nothing(trained_model, tiny_data, tmp_path, capsys, caplog):
     m = tmp_path / "model"
     shutil.copytree(trained_model, m)
     capsys.readouterr()
-    export(m, onnx=True, int8=True, data=tiny_data["test"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export(m, onnx=True, int8=True, data=tiny_data["test"])
     assert "warning:" not in capsys.readouterr().err
+    assert [r.getMessage()[:60] for r in caplog.records if r.levelno >= logging.WARNING] == []  # ONNX Runtime's
+    # The tracer's, the ONNX exporter's and torch.ao's notes are about their internals: nothing a user can act on.
+    assert [f"{w.category.__name__} {w.filename}:{w.lineno} {str(w.message)[:60]}" for w in caught] == []
 
 
 def test_an_int8_export_without_per_token_scales_warns_that_scores_depend_on_the_batch(exported, tmp_path, capsys):
