@@ -180,12 +180,14 @@ def render_report(
     choice = pick_winner(summaries, budget_s, crossval)
     winner, runner = choice.winner, choice.runner_up
     as_shipped = shipped_runs(winner, by_name[winner.name], dev, test, labels)
-    # How much dev can tell: the winner against the next best setting on dev, on resampled sentences.
-    boot = {split: paired_bootstrap(as_shipped.records, by_name[runner.name], split, data, labels)
-            for split, data in (("dev", dev), ("test", test))} if runner else {}
+    # How much dev can tell: the winner against the next best setting on dev (and the best past the
+    # budget), on resampled sentences.
+    def against(other: Summary | None) -> dict[str, Any]:
+        return {split: paired_bootstrap(as_shipped.records, by_name[other.name], split, data, labels)
+                for split, data in (("dev", dev), ("test", test))} if other else {}
+
     slow = choice.over_budget
-    boot_slow = {split: paired_bootstrap(as_shipped.records, by_name[slow.name], split, data, labels)
-                 for split, data in (("dev", dev), ("test", test))} if slow else {}
+    boot, boot_slow = against(runner), against(slow)
     rows = [*baseline_rows(baselines, labels), *recipe_rows(summaries, winner),
             *shipped_rows(winner, as_shipped, dev, test, labels)]
     ref = as_shipped.ref

@@ -90,6 +90,11 @@ def check_exported_from_weights(model_dir: Path, report: dict[str, Any] | None, 
                           f"(the ONNX files were exported from other weights); {hint}")
 
 
+def other_sets(backends: dict[str, Any]) -> list[str]:
+    """The held-out sets besides the main one that the backends' agreement was measured on, sorted."""
+    return sorted({path for m in backends.values() for path in m.get("agreement_other", {})})
+
+
 def worst_agreement(measured: dict[str, Any]) -> float:
     """A backend's lowest agreement with fp32 over the held-out sets it was measured on."""
     return min([measured["agreement"], *measured.get("agreement_other", {}).values()])

@@ -11,7 +11,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from stance.backend_report import worst_agreement
+from stance.backend_report import other_sets, worst_agreement
 from stance.config import Config
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
@@ -82,7 +82,7 @@ def _span_lines(spans: dict[str, Any]) -> list[str]:
 def _backends(metrics: dict[str, Any]) -> str:
     if not metrics.get("backends"):
         return ""
-    others = sorted({p for m in metrics["backends"].values() for p in m.get("agreement_other", {})})
+    others = other_sets(metrics["backends"])
     lines = ["## Inference backends", "",
              f"Measured on the test split{' and on ' + ', '.join(others) if others else ''}; `stance predict` "
              f"uses **{metrics['default_backend']}** by default (the fastest whose labels agree with torch fp32 on "
